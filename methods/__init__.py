@@ -1,0 +1,1 @@
+"""SCoRe and its ablations (registered through the ``scorebench.methods`` entry point)."""

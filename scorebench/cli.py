@@ -1,0 +1,128 @@
+"""The ``scorebench`` command line. Bad input gets one line naming the problem and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import __version__
+
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    pass
+
+
+def _kv(items: list[str] | None, flag: str) -> dict:
+    """Parse ``key=value`` pairs; values are JSON when they parse (numbers, booleans), else strings."""
+    out = {}
+    for it in items or []:
+        if "=" not in it:
+            raise CLIError(f"{flag} expects key=value, got {it!r}")
+        k, v = it.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scorebench", description="Train and measure intrinsic self-correction.")
+    p.add_argument("--version", action="version", version=f"scorebench {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="train a method (if it trains) and evaluate it with the shared protocol")
+    r.add_argument("--method", default="base", help="registered method (see `scorebench methods`)")
+    r.add_argument("--task", required=True, help="registered task (see `scorebench tasks`)")
+    r.add_argument("--model", default=None, help="HF model id or local dir (default: embedded SmolLM2-135M)")
+    r.add_argument("--engine", default="hf", help="hf (CPU/GPU) or vllm (GPU)")
+    r.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
+    r.add_argument("--limit", type=int, default=None, help="evaluate on the first N test problems")
+    r.add_argument("--turns", type=int, default=2, help="attempts per problem (K >= 1)")
+    r.add_argument("--temperature", type=float, default=0.0, help="evaluation temperature (0 = greedy)")
+    r.add_argument("--top-p", type=float, default=1.0, help="evaluation nucleus mass")
+    r.add_argument("--max-new-tokens", type=int, default=None, help="tokens per attempt (default: task's)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--batch-size", type=int, default=32, help="conversations per engine batch")
+    r.add_argument("--task-arg", action="append", metavar="K=V", help="task constructor argument (repeatable)")
+    r.add_argument("--method-arg", action="append", metavar="K=V", help="method hyperparameter (repeatable)")
+    r.add_argument("--out", default=None, help="run directory (default: runs/<method>-<task>-<config hash>)")
+
+    sub.add_parser("tasks", help="list tasks")
+    sub.add_parser("methods", help="list methods")
+    t = sub.add_parser("table", help="recompute metrics from run directories and print a markdown table")
+    t.add_argument("runs", nargs="+", help="run directories")
+    t.add_argument("--no-ci", action="store_true", help="omit confidence intervals")
+    return p
+
+
+def cmd_run(a) -> int:
+    from .runner import RunConfig, run
+    cfg = RunConfig(method=a.method, task=a.task, model=a.model, engine=a.engine, dtype=a.dtype, limit=a.limit,
+                    turns=a.turns, temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens,
+                    seed=a.seed, batch_size=a.batch_size, task_args=_kv(a.task_arg, "--task-arg"),
+                    method_args=_kv(a.method_arg, "--method-arg"))
+    if a.max_new_tokens is not None and a.max_new_tokens < 1:
+        raise CLIError(f"--max-new-tokens must be >= 1, got {a.max_new_tokens}")
+    out = run(cfg, a.out)
+    print((out / "table.md").read_text(), end="")
+    print(f"run directory: {out}")
+    return 0
+
+
+def cmd_tasks(a) -> int:
+    from .registry import TASKS
+    for name, cls in TASKS.items():
+        print(f"{name:12s} {getattr(cls, 'kind', ''):5s} {getattr(cls, 'description', '')}")
+    return 0
+
+
+def cmd_methods(a) -> int:
+    from .registry import METHODS
+    for name, cls in METHODS.items():
+        print(f"{name:20s} {getattr(cls, 'description', '')}")
+    return 0
+
+
+def cmd_table(a) -> int:
+    from .tables import table_from_runs
+    for r in a.runs:
+        if not os.path.isdir(r):
+            raise CLIError(f"{r} is not a directory")
+    text = table_from_runs(a.runs)
+    if a.no_ci:
+        from . import tables
+        from .rundir import RunDir
+        text = tables.table([(*tables.row_label(RunDir(r).config()), tables.recompute(r)) for r in a.runs], ci=False)
+    print(text, end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .models import ModelError
+    from .registry import UnknownName
+    from .rundir import RunDirError
+    from .tasks.base import DataError
+    a = build_parser().parse_args(argv)
+    handlers = {"run": cmd_run, "tasks": cmd_tasks, "methods": cmd_methods, "table": cmd_table}
+    known = (CLIError, UnknownName, ModelError, RunDirError, DataError, ValueError, FileNotFoundError)
+    try:
+        from .engines.vllm import EngineUnavailable
+        known += (EngineUnavailable,)
+        return handlers[a.cmd](a)
+    except known as e:
+        if os.environ.get("SCOREBENCH_DEBUG"):
+            raise
+        print(f"scorebench: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("scorebench: interrupted; finished episodes are saved — rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

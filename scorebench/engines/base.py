@@ -1,0 +1,66 @@
+"""The engine interface: generate completions for a batch of conversations.
+
+Every method and every evaluation goes through ``Engine.generate``; only the engine differs between CPU
+(transformers) and GPU (vLLM). Conversations are lists of ``{"role", "content"}`` messages rendered by the
+tokenizer's chat template with a generation prompt.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+Message = dict  # {"role": "user"|"assistant"|"system", "content": str}
+
+
+@dataclass
+class SamplingParams:
+    temperature: float = 1.0
+    """Sampling temperature; 0 means greedy decoding."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    max_new_tokens: int = 512
+    """Upper bound on generated tokens per completion."""
+    n: int = 1
+    """Number of samples per conversation."""
+    seed: int = 0
+    """Seed for the sampler; equal seeds give equal samples on the same engine and batch."""
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+
+
+@dataclass
+class Completion:
+    text: str
+    """Decoded completion without special tokens."""
+    token_ids: list[int] = field(default_factory=list)
+    """Generated token ids, including the end-of-turn token when one was produced."""
+    prompt_ids: list[int] = field(default_factory=list)
+    """Token ids of the rendered prompt the completion continues."""
+    finish_reason: str = "stop"
+    """"stop" (end-of-turn token) or "length" (hit max_new_tokens)."""
+
+
+class Engine(ABC):
+    name: str = "engine"
+    tokenizer = None
+
+    @abstractmethod
+    def generate(self, conversations: list[list[Message]], params: SamplingParams,
+                 desc: str | None = None) -> list[list[Completion]]:
+        """Return, for each conversation, ``params.n`` completions of the next assistant turn."""
+
+    def render(self, conversation: list[Message]) -> list[int]:
+        """Token ids of the conversation with the generation prompt, as the model sees it."""
+        return list(self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True,
+                                                       tokenize=True, return_dict=False))
+
+    def describe(self) -> dict:
+        return {"engine": self.name}

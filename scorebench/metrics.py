@@ -1,0 +1,87 @@
+"""The metric suite, computed from episodes only (never from a method's own bookkeeping).
+
+All values are fractions in [0, 1] (tables print percentages). For K attempts: ``acc_t{k}`` for each attempt,
+and for each consecutive pair (k, k+1) ``delta``, ``delta_i2c``, ``delta_c2i``; the unsuffixed keys are the
+paper's (t1, t2) pair. 95% CIs come from a paired bootstrap over problems: one resample of problems is used for
+every statistic, so a CI on Δ accounts for the correlation between the two attempts.
+"""
+from __future__ import annotations
+
+import difflib
+from collections import defaultdict
+
+import numpy as np
+
+from .protocol import Episode
+
+N_BOOTSTRAP = 1000
+CORRECT_THRESHOLD = 0.5  # rewards are binary in every built-in task; a reward above this counts as correct
+
+
+def correctness(episodes: list[Episode]) -> np.ndarray:
+    """(n_episodes, K) boolean matrix of correct attempts; all episodes must have the same K."""
+    if not episodes:
+        return np.zeros((0, 0), dtype=bool)
+    ks = {len(e.rewards) for e in episodes}
+    if len(ks) != 1:
+        raise ValueError(f"episodes have different numbers of attempts: {sorted(ks)}")
+    return np.array([[r is not None and r > CORRECT_THRESHOLD for r in e.rewards] for e in episodes], dtype=bool)
+
+
+def _point(c: np.ndarray) -> dict[str, float]:
+    out: dict[str, float] = {}
+    K = c.shape[1]
+    for k in range(K):
+        out[f"acc_t{k + 1}"] = float(c[:, k].mean())
+    for k in range(K - 1):
+        a, b = c[:, k], c[:, k + 1]
+        sfx = "" if k == 0 else f"_t{k + 1}t{k + 2}"
+        out["delta" + sfx] = float(b.mean() - a.mean())
+        out["delta_i2c" + sfx] = float((~a & b).mean())
+        out["delta_c2i" + sfx] = float((a & ~b).mean())
+    return out
+
+
+def compute(episodes: list[Episode], n_bootstrap: int = N_BOOTSTRAP, seed: int = 0,
+            breakdown_keys: tuple[str, ...] = ("subject", "level", "steps")) -> dict:
+    """Metrics with 95% paired-bootstrap CIs, breakdowns by metadata, and the edit-distance diagnostic."""
+    c = correctness(episodes)
+    n = c.shape[0]
+    if n == 0:
+        return {"n": 0}
+    point = _point(c)
+    rng = np.random.default_rng(seed)
+    boots = defaultdict(list)
+    for _ in range(n_bootstrap):
+        idx = rng.integers(0, n, n)
+        for k, v in _point(c[idx]).items():
+            boots[k].append(v)
+    ci = {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in boots.items()}
+    out: dict = {"n": n, "turns": c.shape[1], **point, "ci95": ci}
+    if c.shape[1] >= 2:
+        ratios = [edit_distance_ratio(e.attempts[0].response, e.attempts[1].response) for e in episodes]
+        out["edit_ratio_mean"] = float(np.mean(ratios))
+        out["edit_ratio_median"] = float(np.median(ratios))
+        out["identical_t1_t2"] = float(np.mean([r == 0 for r in ratios]))
+    breakdown = {}
+    for key in breakdown_keys:
+        groups = defaultdict(list)
+        for i, e in enumerate(episodes):
+            if key in e.meta and e.meta[key] is not None:
+                groups[str(e.meta[key])].append(i)
+        if len(groups) > 1:
+            breakdown[key] = {g: {"n": len(ix), **_point(c[ix])} for g, ix in sorted(groups.items())}
+    if breakdown:
+        out["breakdown"] = breakdown
+    return out
+
+
+def edit_distance_ratio(a: str, b: str) -> float:
+    """Normalized edit distance between two attempts: 0 = identical, 1 = nothing in common.
+
+    The paper's behavior-collapse diagnostic: a model that copies its first attempt puts its mass near 0.
+    We use 1 − difflib's similarity ratio (2·matches / total length), a standard normalized distance.
+    """
+    if not a and not b:
+        return 0.0
+    return 1.0 - difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()

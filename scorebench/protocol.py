@@ -1,0 +1,183 @@
+"""The self-correction protocol: one conversation per problem, K attempts, a fixed instruction between them.
+
+    user: x  ->  assistant: y1  ->  user: p  ->  assistant: y2  -> ...
+
+Everything that prompts a model — evaluation, every baseline's data generation, SCoRe's rollouts — builds its
+conversations here, so a method cannot quietly evaluate under a different prompt than the one it trained on.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
+
+from tqdm.auto import tqdm
+
+from .engines.base import Completion, Engine, SamplingParams
+
+# The paper's MATH instruction (PAPER.md), verbatim. The label "Self-correction instruction." that precedes it
+# in the paper's appendix is a heading, not part of the prompt.
+SELF_CORRECTION_INSTRUCTION = (
+    "There might be an error in the solution above because of lack of understanding of the question. "
+    "Please correct the error, if any, and rewrite the solution."
+)
+# The code variant: the same sentence about code, plus a reminder of the output format the grader reads.
+CODE_SELF_CORRECTION_INSTRUCTION = (
+    "There might be an error in the code above because of lack of understanding of the question. "
+    "Please correct the error, if any, and rewrite the solution. Only output the final correct Python program!"
+)
+
+
+@dataclass
+class Turn:
+    prompt: str
+    """The user message that asked for this attempt (the problem for turn 1, the instruction after)."""
+    response: str
+    """The model's attempt."""
+    reward: float | None = None
+    """r(y, y*) from the task's grader, in [0, 1]; None for ungraded turns (e.g. Self-Refine feedback)."""
+    graded: bool = True
+    """False for auxiliary turns that are not attempts (Self-Refine's feedback)."""
+    given: bool = False
+    """True when the attempt was supplied by the task (MBPP-R's wrong first attempt), not generated."""
+    finish_reason: str = "stop"
+    n_tokens: int = 0
+    info: dict = field(default_factory=dict)
+    """Grader details, e.g. the extracted answer."""
+    prompt_ids: list[int] | None = None
+    response_ids: list[int] | None = None
+    """Token ids, kept in memory for training; not written to episodes.jsonl."""
+
+
+@dataclass
+class Episode:
+    id: str
+    """The example's id (plus ``#k`` when several samples are drawn per problem)."""
+    turns: list[Turn]
+    meta: dict = field(default_factory=dict)
+    """Task metadata for breakdowns (subject, level, difficulty)."""
+
+    @property
+    def attempts(self) -> list[Turn]:
+        return [t for t in self.turns if t.graded]
+
+    @property
+    def rewards(self) -> list[float]:
+        return [t.reward for t in self.attempts]
+
+    def messages(self, upto: int | None = None) -> list[dict]:
+        """The conversation through ``upto`` turns (all by default), as chat messages."""
+        msgs: list[dict] = []
+        for t in self.turns[:upto]:
+            msgs += [{"role": "user", "content": t.prompt}, {"role": "assistant", "content": t.response}]
+        return msgs
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        for t in d["turns"]:
+            t.pop("prompt_ids", None)
+            t.pop("response_ids", None)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Episode":
+        return cls(id=d["id"], turns=[Turn(**t) for t in d["turns"]], meta=d.get("meta", {}))
+
+
+@dataclass
+class ProtocolConfig:
+    turns: int = 2
+    """Number of graded attempts K (K >= 1)."""
+    instruction: str | None = None
+    """Self-correction instruction between attempts; None uses the task's (MATH or code variant)."""
+    feedback_prompt: str | None = None
+    """If set, before each correction the model is first asked this and answers ungraded (Self-Refine)."""
+    refine_instruction: str | None = None
+    """With feedback_prompt: the instruction that asks for the refined attempt after the feedback."""
+
+    def __post_init__(self):
+        if self.turns < 1:
+            raise ValueError(f"turns must be >= 1, got {self.turns}")
+
+
+def run_protocol(engine: Engine, task, examples: list[dict], params: SamplingParams,
+                 protocol: ProtocolConfig | None = None, samples_per_problem: int = 1,
+                 on_episodes: Callable[[list[Episode]], None] | None = None,
+                 chunk_size: int = 64, progress: bool = True, keep_ids: bool = False) -> list[Episode]:
+    """Roll out the protocol on ``examples``; return one Episode per (example, sample).
+
+    Turn 1 draws ``samples_per_problem`` samples per problem; each later turn continues its own conversation
+    with one sample. Examples are processed in chunks; ``on_episodes`` receives each finished chunk so a run
+    directory can persist it before the next starts (a killed run keeps what it finished).
+    """
+    protocol = protocol or ProtocolConfig()
+    instruction = protocol.instruction or task.correction_instruction
+    episodes: list[Episode] = []
+    chunks = [examples[i:i + chunk_size] for i in range(0, len(examples), chunk_size)]
+    bar = tqdm(total=len(examples), desc=f"{task.name}: episodes", disable=not progress, unit="problem")
+    for chunk in chunks:
+        eps = _rollout_chunk(engine, task, chunk, params, protocol, instruction, samples_per_problem, keep_ids)
+        if on_episodes:
+            on_episodes(eps)
+        episodes += eps
+        bar.update(len(chunk))
+    bar.close()
+    return episodes
+
+
+def _rollout_chunk(engine, task, chunk, params, protocol, instruction, n, keep_ids) -> list[Episode]:
+    rows: list[tuple[dict, Episode]] = []
+    # Turn 1: either the task supplies it (MBPP-R) or the model samples n attempts per problem.
+    given = [ex for ex in chunk if ex.get("given_attempt") is not None]
+    fresh = [ex for ex in chunk if ex.get("given_attempt") is None]
+    for ex in given:
+        for k in range(n):
+            t = Turn(prompt=task.prompt(ex), response=ex["given_attempt"], given=True)
+            rows.append((ex, Episode(id=_eid(ex, k, n), turns=[t], meta=task.meta(ex))))
+    if fresh:
+        convs = [[{"role": "user", "content": task.prompt(ex)}] for ex in fresh]
+        outs = engine.generate(convs, _with(params, n=n), desc="turn 1")
+        for ex, conv, comps in zip(fresh, convs, outs):
+            for k, c in enumerate(comps):
+                t = _turn(conv[-1]["content"], c, keep_ids)
+                rows.append((ex, Episode(id=_eid(ex, k, n), turns=[t], meta=task.meta(ex))))
+    rows.sort(key=lambda r: r[1].id)  # stable order regardless of given/fresh split
+    _grade(task, rows, turn_index=0)
+    for _ in range(1, protocol.turns):
+        if protocol.feedback_prompt:
+            _extend(engine, rows, protocol.feedback_prompt, params, keep_ids, graded=False, desc="feedback")
+            _extend(engine, rows, protocol.refine_instruction or instruction, params, keep_ids, desc="refine")
+        else:
+            _extend(engine, rows, instruction, params, keep_ids, desc="correction")
+        _grade(task, rows, turn_index=-1)
+    return [ep for _, ep in rows]
+
+
+def _extend(engine, rows, user_msg, params, keep_ids, graded=True, desc=None):
+    convs = [ep.messages() + [{"role": "user", "content": user_msg}] for _, ep in rows]
+    outs = engine.generate(convs, _with(params, n=1), desc=desc)
+    for (_, ep), comps in zip(rows, outs):
+        ep.turns.append(_turn(user_msg, comps[0], keep_ids, graded=graded))
+
+
+def _grade(task, rows, turn_index):
+    results = task.evaluate_batch([ex for ex, _ in rows], [ep.turns[turn_index].response for _, ep in rows])
+    for (_, ep), res in zip(rows, results):
+        t = ep.turns[turn_index]
+        t.reward = float(res["reward"])
+        t.info = {k: v for k, v in res.items() if k != "reward"}
+
+
+def _turn(prompt: str, c: Completion, keep_ids: bool, graded: bool = True) -> Turn:
+    return Turn(prompt=prompt, response=c.text, graded=graded, finish_reason=c.finish_reason,
+                n_tokens=len(c.token_ids), prompt_ids=list(c.prompt_ids) if keep_ids else None,
+                response_ids=list(c.token_ids) if keep_ids else None)
+
+
+def _with(params: SamplingParams, **kw) -> SamplingParams:
+    d = asdict(params)
+    d.update(kw)
+    return SamplingParams(**d)
+
+
+def _eid(ex: dict, k: int, n: int) -> str:
+    return str(ex["id"]) if n == 1 else f"{ex['id']}#{k}"

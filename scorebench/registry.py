@@ -1,0 +1,86 @@
+"""Registries for tasks, methods and engines.
+
+Why both a decorator and entry points: built-ins register with ``@TASKS.register("name")`` on import, and a
+plugin package registers by declaring an entry point in the group ``scorebench.<kind>`` — so ``pip install
+my-method`` is enough and no core file changes (the lm-evaluation-harness pattern).
+"""
+from __future__ import annotations
+
+import difflib
+from importlib.metadata import entry_points
+from typing import Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownName(KeyError):
+    """Raised for a name no registry entry or plugin provides; its message is one line for the CLI."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want plain text
+        return self.args[0]
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = ()):
+        self.kind = kind
+        self.group = f"scorebench.{kind}"
+        self._items: dict[str, T] = {}
+        self._builtin_modules = builtin_modules
+        self._loaded = False
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def deco(obj: T) -> T:
+            if name in self._items and self._items[name] is not obj:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._items[name] = obj
+            try:
+                obj.name = name  # type: ignore[attr-defined]
+            except (AttributeError, TypeError):
+                pass
+            return obj
+        return deco
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        import importlib
+        for mod in self._builtin_modules:
+            importlib.import_module(mod)
+        for ep in entry_points(group=self.group):
+            if ep.name in self._items:
+                continue
+            try:
+                obj = ep.load()
+            except Exception as e:  # a broken plugin must not take the harness down
+                import warnings
+                warnings.warn(f"scorebench: could not load {self.kind} plugin {ep.name!r} ({ep.value}): {e}")
+                continue
+            self._items.setdefault(ep.name, obj)
+            try:
+                obj.name = ep.name
+            except (AttributeError, TypeError):
+                pass
+
+    def get(self, name: str) -> T:
+        self._load()
+        if name not in self._items:
+            close = difflib.get_close_matches(name, self._items, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UnknownName(f"unknown {self.kind[:-1] if self.kind.endswith('s') else self.kind} {name!r}"
+                              f" (known: {', '.join(sorted(self._items))}){hint}")
+        return self._items[name]
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._items)
+
+    def items(self) -> list[tuple[str, T]]:
+        self._load()
+        return sorted(self._items.items())
+
+
+TASKS: Registry = Registry("tasks", ("scorebench.tasks.arith", "scorebench.tasks.math500",
+                                     "scorebench.tasks.code"))
+METHODS: Registry = Registry("methods", ("baselines", "methods"))
+ENGINES: Registry = Registry("engines", ("scorebench.engines.hf", "scorebench.engines.vllm"))

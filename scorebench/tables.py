@@ -1,0 +1,53 @@
+"""Markdown tables from run directories (the data flows one way: episodes → metrics → tables)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import metrics as M
+from .rundir import RunDir
+
+COLUMNS = [("acc_t1", "Acc@t1"), ("acc_t2", "Acc@t2"), ("delta", "Δ(t1,t2)"), ("delta_i2c", "Δ i→c"),
+           ("delta_c2i", "Δ c→i")]
+
+
+def fmt(m: dict, key: str, ci: bool = True) -> str:
+    if key not in m:
+        return "–"
+    s = f"{100 * m[key]:.1f}"
+    if ci and key in m.get("ci95", {}):
+        lo, hi = m["ci95"][key]
+        s += f" [{100 * lo:.1f}, {100 * hi:.1f}]"
+    return s
+
+
+def row_label(cfg: dict) -> tuple[str, str]:
+    c = cfg.get("config", {})
+    return c.get("method", "?"), c.get("task", "?")
+
+
+def table(rows: list[tuple[str, str, dict]], ci: bool = True) -> str:
+    """``rows`` = (method, task, metrics). Percentages with 95% CIs in brackets."""
+    turns = max((m.get("turns", 2) for _, _, m in rows), default=2)
+    cols = COLUMNS if turns >= 2 else COLUMNS[:1]
+    head = "| method | task | n | " + " | ".join(h for _, h in cols) + " |"
+    sep = "|" + "---|" * (3 + len(cols))
+    lines = [head, sep]
+    for method, task, m in rows:
+        lines.append(f"| {method} | {task} | {m.get('n', 0)} | " + " | ".join(fmt(m, k, ci) for k, _ in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def recompute(run: str | Path) -> dict:
+    """Metrics of a run directory, recomputed from episodes.jsonl."""
+    rd = RunDir(run)
+    cfg = rd.config()
+    eps = rd.episodes()
+    return M.compute(eps, seed=cfg.get("config", {}).get("seed", 0))
+
+
+def table_from_runs(runs: list[str | Path]) -> str:
+    rows = []
+    for r in runs:
+        method, task = row_label(RunDir(r).config())
+        rows.append((method, task, recompute(r)))
+    return table(rows)

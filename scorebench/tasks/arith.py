@@ -1,0 +1,123 @@
+"""``arith``: procedurally generated integer word problems — the CPU-scale task.
+
+Why it exists: a 135M model scores near zero on MATH500, so no self-correction signal can be measured there on
+CPU. This task keeps the paper's setting (a problem, a verifiable final answer, binary reward) at a difficulty
+the embedded model solves part of the time, so Δ, i→c and c→i are measurable and trainable on CPU.
+
+Problems are a chain of ``steps`` small updates to one quantity ("Mia has 7 pens. She buys 4 more. She gives
+away 3. How many pens does Mia have now?"), operands in [1, max_operand], never negative. The train and test
+splits come from different seeds and share no problem text. Grading is exact: the last ``\\boxed{}`` if the
+response has one, else the last integer in the response (the model rarely boxes).
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from ..registry import TASKS
+from .base import Task
+
+NAMES = ["Mia", "Noah", "Ava", "Liam", "Emma", "Leo", "Zoe", "Sam", "Ivy", "Max", "Lily", "Ben"]
+ITEMS = ["apples", "pens", "stickers", "marbles", "books", "coins", "cards", "shells", "cookies", "stamps"]
+ADD = ["{s} buys {n} more.", "{s} finds {n} more.", "A friend gives {o} {n} more.", "{s} gets {n} more."]
+SUB = ["{s} gives away {n}.", "{s} loses {n}.", "{s} eats {n}.", "{s} sells {n}."]
+INSTRUCTION = "Answer with the final number."
+
+_INT = re.compile(r"-?\d[\d,]*")
+
+
+@dataclass
+class ArithConfig:
+    steps: int = 1
+    """Number of updates after the starting amount (1 = one addition or subtraction)."""
+    max_operand: int = 10
+    """Largest starting amount and update."""
+    n_train: int = 5000
+    """Size of the train split."""
+    n_test: int = 500
+    """Size of the test split."""
+    seed: int = 0
+    """Seed of the generator; the test split uses seed + 1,000,003 so splits differ."""
+
+
+def extract_answer(response: str) -> int | None:
+    """The last ``\\boxed{}`` integer if any, else the last integer in the text; None when there is none."""
+    from ..grading.math import last_boxed
+    boxed = last_boxed(response)
+    text = boxed if boxed is not None else response
+    found = _INT.findall(text)
+    if not found:
+        return None
+    try:
+        return int(found[-1].replace(",", ""))
+    except ValueError:
+        return None
+
+
+def make_problem(rng: random.Random, steps: int, max_operand: int) -> dict:
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    pron = "She" if name in ("Mia", "Ava", "Emma", "Zoe", "Ivy", "Lily") else "He"
+    obj = "her" if pron == "She" else "him"
+    value = rng.randint(1, max_operand)
+    parts = [f"{name} has {value} {item}."]
+    for k in range(steps):
+        subj = pron if k else pron
+        if value > 1 and rng.random() < 0.5:
+            n = rng.randint(1, min(max_operand, value))
+            parts.append(rng.choice(SUB).format(s=subj, n=n, o=obj))
+            value -= n
+        else:
+            n = rng.randint(1, max_operand)
+            parts.append(rng.choice(ADD).format(s=subj, n=n, o=obj))
+            value += n
+    parts.append(f"How many {item} does {name} have now?")
+    return {"problem": " ".join(parts), "answer": value, "steps": steps}
+
+
+@TASKS.register("arith")
+class Arith(Task):
+    kind = "math"
+    description = "integer word problems of adjustable difficulty (CPU-scale; the embedded model solves some)"
+
+    def __init__(self, steps: int = ArithConfig.steps, max_operand: int = ArithConfig.max_operand,
+                 n_train: int = ArithConfig.n_train, n_test: int = ArithConfig.n_test, seed: int = ArithConfig.seed):
+        self.cfg = ArithConfig(steps, max_operand, n_train, n_test, seed)
+        if steps < 1 or max_operand < 1:
+            raise ValueError("arith: steps and max_operand must be >= 1")
+        self._test = self._generate("test", n_test, seed + 1_000_003)
+        banned = {ex["problem"] for ex in self._test}
+        self._train = self._generate("train", n_train, seed, banned)
+
+    def _generate(self, split: str, n: int, seed: int, banned: set | None = None) -> list[dict]:
+        rng, seen, out = random.Random(seed), set(banned or ()), []
+        attempts = 0
+        while len(out) < n:
+            attempts += 1
+            if attempts > 50 * n + 1000:
+                raise ValueError(f"arith: cannot make {n} distinct {split} problems at this difficulty")
+            p = make_problem(rng, self.cfg.steps, self.cfg.max_operand)
+            if p["problem"] in seen:
+                continue
+            seen.add(p["problem"])
+            out.append({"id": f"{split}/{len(out)}", **p})
+        return out
+
+    def train(self):
+        return list(self._train)
+
+    def test(self):
+        return list(self._test)
+
+    def prompt(self, example):
+        return f"{example['problem']} {INSTRUCTION}"
+
+    def meta(self, example):
+        return {"steps": example["steps"]}
+
+    def evaluate(self, example, response):
+        pred = extract_answer(response)
+        return {"correct": pred is not None and pred == int(example["answer"]), "pred": pred}
+
+    def describe(self):
+        return {"task": self.name, "kind": self.kind, **self.cfg.__dict__}

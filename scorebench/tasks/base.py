@@ -1,0 +1,83 @@
+"""The Task base class (the nanochat pattern): data splits, a prompt, and a grader.
+
+``reward()`` reuses ``evaluate()`` so that the number training optimizes is the number evaluation reports.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+from importlib.resources import files
+
+from tqdm.auto import tqdm
+
+from ..protocol import SELF_CORRECTION_INSTRUCTION
+
+
+class DataError(ValueError):
+    """A malformed data file or line; the message names the file and line."""
+
+
+def data_path(name: str):
+    return files("scorebench") / "data" / name
+
+
+def read_jsonl_gz(name: str) -> list[dict]:
+    """Read a gzipped JSONL file shipped in ``scorebench/data``; a bad line raises DataError naming it."""
+    path = data_path(name)
+    rows = []
+    with gzip.open(str(path), "rt", encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{i}: malformed JSON line ({e.msg})") from None
+    return rows
+
+
+class Task:
+    name: str = "task"
+    kind: str = "math"
+    """"math" (answer checking) or "code" (unit tests)."""
+    description: str = ""
+    correction_instruction: str = SELF_CORRECTION_INSTRUCTION
+
+    def train(self) -> list[dict]:
+        """Training examples; each a dict with at least ``id``."""
+        raise NotImplementedError(f"task {self.name!r} has no train split")
+
+    def test(self) -> list[dict]:
+        """Test examples; each a dict with at least ``id``."""
+        raise NotImplementedError
+
+    def prompt(self, example: dict) -> str:
+        """The turn-1 user message for an example."""
+        raise NotImplementedError
+
+    def meta(self, example: dict) -> dict:
+        """Metadata kept on the episode for breakdowns (e.g. subject and level)."""
+        return {}
+
+    def evaluate(self, example: dict, response: str) -> dict:
+        """Grade one response: a dict with at least ``correct`` (bool); may add the extracted answer."""
+        raise NotImplementedError
+
+    def reward(self, example: dict, response: str) -> float:
+        return float(self.evaluate(example, response)["correct"])
+
+    def evaluate_batch(self, examples: list[dict], responses: list[str], progress: bool = False) -> list[dict]:
+        """Grade many responses; returns dicts with ``reward`` (float in [0, 1]) plus ``evaluate``'s keys.
+
+        Code tasks override this to grade in parallel in the sandbox.
+        """
+        out = []
+        for ex, r in tqdm(list(zip(examples, responses)), desc=f"{self.name}: grading", disable=not progress,
+                          leave=False):
+            res = dict(self.evaluate(ex, r))
+            res["reward"] = float(res["correct"])
+            out.append(res)
+        return out
+
+    def describe(self) -> dict:
+        return {"task": self.name, "kind": self.kind}
