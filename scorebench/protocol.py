@@ -140,7 +140,8 @@ def _rollout_chunk(engine, task, chunk, params, protocol, instruction, n, keep_i
             for k, c in enumerate(comps):
                 t = _turn(conv[-1]["content"], c, keep_ids)
                 rows.append((ex, Episode(id=_eid(ex, k, n), turns=[t], meta=task.meta(ex))))
-    rows.sort(key=lambda r: r[1].id)  # stable order regardless of given/fresh split
+    pos = {id(ex): i for i, ex in enumerate(chunk)}
+    rows.sort(key=lambda r: pos[id(r[0])])  # chunk order (stable within a problem's samples)
     _grade(task, rows, turn_index=0)
     for _ in range(1, protocol.turns):
         if protocol.feedback_prompt:

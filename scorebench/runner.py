@@ -65,6 +65,9 @@ def validate(cfg: RunConfig) -> None:
         raise ValueError(f"--limit must be >= 1, got {cfg.limit}")
     if cfg.dtype not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {cfg.dtype!r}")
+    if cfg.model is not None:
+        from .models import resolve
+        resolve(cfg.model)  # a missing local path fails here, before anything is written
     SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens or 1)
 
 
@@ -78,16 +81,16 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) ->
     out = Path(out) if out else default_out(cfg)
     task = TASKS.get(cfg.task)(**cfg.task_args)
     method = METHODS.get(cfg.method)()
-    max_new = cfg.max_new_tokens or getattr(task, "max_new_tokens", 256)
+    max_new = cfg.max_new_tokens or task.max_new_tokens
+    t0 = time.time()
+    engine = get_engine(cfg.engine, model_name=cfg.model, dtype=cfg.dtype, batch_size=cfg.batch_size)
     rd = RunDir(out)
-    record = {"config": asdict(cfg), "task": task.describe(), "max_new_tokens": max_new, **environment()}
+    record = {"config": asdict(cfg), "task": task.describe(), "max_new_tokens": max_new,
+              "engine": engine.describe(), **environment()}
     if task.kind == "code":
         from .sandbox import sandbox_kind
         record["sandbox"] = sandbox_kind()
     rd.init(record)
-    t0 = time.time()
-    engine = get_engine(cfg.engine, model_name=cfg.model, dtype=cfg.dtype, batch_size=cfg.batch_size)
-    rd.update_config(engine=engine.describe())
 
     if method.trains and not (rd.path / "policy" / ".complete").exists():
         ctx = RunContext(config=cfg, task=task, engine=engine, run_dir=rd)
@@ -102,7 +105,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) ->
     todo = [ex for ex in test if str(ex["id"]) not in done]
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=max_new, seed=cfg.seed)
     if todo:
-        run_protocol(engine, task, todo, params, protocol=method.protocol(cfg.turns), on_episodes=rd.append_episodes,
+        run_protocol(engine, task, todo, params, protocol=method.protocol(cfg.turns), on_episodes=rd.append_episodes, chunk_size=cfg.batch_size,
                      progress=progress)
     finalize(rd)
     rd.update_config(eval_seconds=round(time.time() - t0, 1))

@@ -1,21 +1,55 @@
-"""The transformers engine: batched sampling with a KV cache, on CPU or GPU.
+"""The transformers engine: batched sampling on CPU (or GPU), sharing the live policy object.
 
 Why it can share the policy object: on CPU the trainer and the sampler are one process, so a method passes
-its live ``model`` and every rollout samples the current weights without a copy.
+its live ``model`` and every rollout samples the current weights.
+
+Two paths:
+
+* ``fast=True`` (default, Llama-family models: llama / mistral / qwen2): our own decode loop over a
+  snapshot of the weights in the compute dtype (bf16 where the CPU has native bf16, else the model's dtype),
+  with fused QKV and gate/up projections, a preallocated KV cache, one prefill per conversation shared by its
+  ``n`` samples, and continuous refill (a finished row is replaced at once by a waiting sample, so the batch
+  stays full). The residual stream and norms stay fp32; only matmul inputs are cast. Sampling draws from the
+  exact softmax (temperature, nucleus top_p) with one generator per (conversation, sample), so a sample
+  depends on the seed, the conversation's index and k only — not on batch composition.
+* ``fast=False`` (or an unsupported architecture): plain transformers ``model.generate``.
+
+Weight freshness: the snapshot is rebuilt automatically at the start of ``generate`` whenever any parameter
+of the model changed (tracked by each tensor's in-place version counter and storage pointer, which
+``optimizer.step()``, ``p.data = ...`` and in-place edits all bump), including LoRA adapters (peft), whose
+deltas are merged into the snapshot. ``refresh()`` forces a rebuild (about 0.1 s for 135M parameters);
+trainers may call it after each optimizer step but need not.
 """
 from __future__ import annotations
 
+import math
+import time
+
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..registry import ENGINES
 from .base import Completion, Engine, SamplingParams
 
+_FAST_TYPES = ("llama", "mistral", "qwen2")
+
+
+def bf16_native() -> bool:
+    """True when this CPU has native bf16 matmul (AVX-512 bf16 / AMX), where bf16 decoding pays off."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # pragma: no cover - old torch
+        return False
+
 
 @ENGINES.register("hf")
 class HFEngine(Engine):
+    name = "hf"
+
     def __init__(self, model=None, tokenizer=None, model_name: str | None = None, dtype: str = "float32",
-                 device: str = "cpu", batch_size: int = 32, threads: int | None = None, **_):
+                 device: str = "cpu", batch_size: int = 32, threads: int | None = None, fast: bool = True,
+                 compute_dtype: str = "auto", **_):
         if threads:
             torch.set_num_threads(threads)
         if model is None:
@@ -26,14 +60,53 @@ class HFEngine(Engine):
         self.batch_size = batch_size
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self._runner: _FastLlama | None = None
+        self.fast = bool(fast) and _FastLlama.supports(model)
+        if self.fast:
+            base_dtype = next(model.parameters()).dtype
+            if compute_dtype == "auto":
+                on_cpu = next(model.parameters()).device.type == "cpu"
+                cd = torch.bfloat16 if (on_cpu and base_dtype == torch.float32 and bf16_native()) else base_dtype
+            else:
+                cd = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[compute_dtype]
+            self._runner = _FastLlama(model, cd)
+        self.last_stats: dict = {}
+
+    @property
+    def compute_dtype(self) -> str:
+        if self._runner is None:
+            return str(next(self.model.parameters()).dtype).replace("torch.", "")
+        return str(self._runner.dtype).replace("torch.", "")
+
+    def refresh(self) -> None:
+        """Rebuild the fast path's weight snapshot from the live model now. ``generate`` does this by itself
+        when a parameter changed, so calling it is optional (e.g. to move the cost out of a timed region)."""
+        if self._runner is not None:
+            self._runner.refresh()
 
     def describe(self) -> dict:
-        return {"engine": self.name, "dtype": self.dtype, "device": self.device, "batch_size": self.batch_size,
-                "threads": torch.get_num_threads()}
+        return {"engine": self.name, "dtype": self.dtype, "compute_dtype": self.compute_dtype, "device": self.device,
+                "batch_size": self.batch_size, "threads": torch.get_num_threads(),
+                "path": "fast" if self._runner is not None else "generate"}
 
     @torch.no_grad()
     def generate(self, conversations, params: SamplingParams, desc=None):
         prompts = [self.render(c) for c in conversations]
+        if self._runner is not None:
+            return self._generate_fast(prompts, params, desc)
+        return self._generate_plain(prompts, params, desc)
+
+    # -- fast path -------------------------------------------------------------------------------------------
+    def _generate_fast(self, prompts, params: SamplingParams, desc):
+        bar = tqdm(total=len(prompts) * params.n, desc=desc or "generate", leave=False, unit="sample")
+        seqs = self._runner.run(prompts, params, self.eos_ids, max(1, self.batch_size), on_done=lambda: bar.update(1))
+        bar.close()
+        self.last_stats = dict(self._runner.stats)
+        return [[make_completion(self.tokenizer, prompts[i], seqs[i][k], self.eos_ids) for k in range(params.n)]
+                for i in range(len(prompts))]
+
+    # -- plain transformers generate --------------------------------------------------------------------------
+    def _generate_plain(self, prompts, params: SamplingParams, desc):
         # Sort by length so rows in a batch pad little; results return in the caller's order.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         out: list[list[Completion] | None] = [None] * len(prompts)
@@ -41,16 +114,18 @@ class HFEngine(Engine):
         bar = tqdm(total=len(prompts), desc=desc or "generate", leave=False, unit="conv")
         was_training = self.model.training
         self.model.eval()
-        for b, start in enumerate(range(0, len(order), rows_per_batch)):
-            idx = order[start:start + rows_per_batch]
-            torch.manual_seed(params.seed * 1_000_003 + b)
-            comps = self._generate_batch([prompts[i] for i in idx], params)
-            for j, i in enumerate(idx):
-                out[i] = comps[j * params.n:(j + 1) * params.n]
-            bar.update(len(idx))
-        bar.close()
-        if was_training:
-            self.model.train()
+        try:
+            for b, start in enumerate(range(0, len(order), rows_per_batch)):
+                idx = order[start:start + rows_per_batch]
+                torch.manual_seed(params.seed * 1_000_003 + b)
+                comps = self._generate_batch([prompts[i] for i in idx], params)
+                for j, i in enumerate(idx):
+                    out[i] = comps[j * params.n:(j + 1) * params.n]
+                bar.update(len(idx))
+        finally:
+            bar.close()
+            if was_training:
+                self.model.train()
         return out  # type: ignore[return-value]
 
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
@@ -71,6 +146,308 @@ class HFEngine(Engine):
             toks = gen[r, width:].tolist()
             comps.append(make_completion(self.tokenizer, prompts[r // params.n], toks, self.eos_ids))
         return comps
+
+
+def _base_model(model):
+    """The transformers model under a peft wrapper (LoRA layers stay injected in it)."""
+    if hasattr(model, "get_base_model"):
+        try:
+            return model.get_base_model()
+        except Exception:
+            pass
+    return model
+
+
+def _weight(mod) -> torch.Tensor:
+    """A layer's effective weight: the plain weight, or for a peft LoRA layer base + active adapter deltas."""
+    if hasattr(mod, "base_layer"):
+        w = _weight(mod.base_layer)
+        if not getattr(mod, "merged", False) and not getattr(mod, "disable_adapters", False):
+            for name in getattr(mod, "active_adapters", []) or []:
+                if name in getattr(mod, "lora_A", {}) or name in getattr(mod, "lora_embedding_A", {}):
+                    w = w + mod.get_delta_weight(name).to(w.dtype)
+        return w
+    return mod.weight
+
+
+def _bias(mod):
+    while hasattr(mod, "base_layer"):
+        mod = mod.base_layer
+    return getattr(mod, "bias", None)
+
+
+class _FastLlama:
+    """Decoding for Llama-family models from a snapshot of their weights (see the module docstring)."""
+
+    def __init__(self, model, dtype: torch.dtype):
+        self.model, self.dtype = model, dtype
+        m = _base_model(model)
+        cfg = m.config
+        self.n_heads = cfg.num_attention_heads
+        self.n_kv = cfg.num_key_value_heads or self.n_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
+        self.eps = cfg.rms_norm_eps
+        self.n_layers = cfg.num_hidden_layers
+        rot = m.model.rotary_emb
+        self.inv_freq = rot.inv_freq.detach().float().cpu().clone()
+        self.rope_scale = float(getattr(rot, "attention_scaling", 1.0) or 1.0)
+        self.device = next(model.parameters()).device
+        self._fingerprint = None
+        self._cos = self._sin = None
+        self.stats: dict = {}
+
+    @staticmethod
+    def supports(model) -> bool:
+        m = _base_model(model)
+        cfg = getattr(m, "config", None)
+        if cfg is None or getattr(cfg, "model_type", None) not in _FAST_TYPES:
+            return False
+        if getattr(cfg, "hidden_act", "silu") != "silu" or getattr(cfg, "use_sliding_window", False):
+            return False
+        if getattr(cfg, "model_type", None) == "mistral" and getattr(cfg, "sliding_window", None):
+            return False
+        inner = getattr(m, "model", None)
+        return inner is not None and hasattr(inner, "layers") and hasattr(inner, "rotary_emb") \
+            and hasattr(inner.rotary_emb, "inv_freq")
+
+    # -- weights ---------------------------------------------------------------------------------------------
+    def _current_fingerprint(self):
+        return tuple((p.data_ptr(), p._version) for p in self.model.parameters())
+
+    def maybe_refresh(self) -> None:
+        if self._fingerprint != self._current_fingerprint():
+            self.refresh()
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        m = _base_model(self.model)
+        dt = self.dtype
+        layers = []
+        for layer in m.model.layers:
+            a, f = layer.self_attn, layer.mlp
+            qkv = torch.cat([_weight(a.q_proj), _weight(a.k_proj), _weight(a.v_proj)], 0).to(dt).contiguous()
+            bs = [_bias(a.q_proj), _bias(a.k_proj), _bias(a.v_proj)]
+            qkv_b = torch.cat(bs).to(dt) if all(b is not None for b in bs) else None
+            gu = torch.cat([_weight(f.gate_proj), _weight(f.up_proj)], 0).to(dt).contiguous()
+            layers.append((layer.input_layernorm.weight.detach().float(), qkv, qkv_b,
+                           _weight(a.o_proj).to(dt).contiguous(), _bias(a.o_proj),
+                           layer.post_attention_layernorm.weight.detach().float(), gu,
+                           _weight(f.down_proj).to(dt).contiguous()))
+        self.layers = layers
+        self.norm = m.model.norm.weight.detach().float()
+        self.embed = _weight(m.get_input_embeddings()).detach()
+        self.lm_head = _weight(m.get_output_embeddings()).to(dt).contiguous()
+        self._fingerprint = self._current_fingerprint()
+
+    # -- math ------------------------------------------------------------------------------------------------
+    def _rms(self, x, w):
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (x * w).to(self.dtype)
+
+    def _rope_table(self, n: int):
+        if self._cos is None or self._cos.shape[0] < n:
+            n = max(n, 2048)
+            t = torch.arange(n, dtype=torch.float32)
+            fr = torch.outer(t, self.inv_freq)
+            emb = torch.cat([fr, fr], -1)
+            self._cos = (emb.cos() * self.rope_scale).to(self.device)
+            self._sin = (emb.sin() * self.rope_scale).to(self.device)
+        return self._cos, self._sin
+
+    @staticmethod
+    def _rotate(x, cos, sin):  # x [..., hd] fp32-able, cos/sin broadcastable
+        h = x.shape[-1] // 2
+        rot = torch.cat([-x[..., h:], x[..., :h]], -1)
+        return x * cos + rot * sin
+
+    def _qkv(self, h, lw):
+        qkv = F.linear(h, lw[1], lw[2])
+        nq, nk = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        return qkv[..., :nq], qkv[..., nq:nq + nk], qkv[..., nq + nk:]
+
+    def _mlp(self, x, lw):
+        h = self._rms(x, lw[5])
+        gu = F.linear(h, lw[6])
+        i = gu.shape[-1] // 2
+        return x + F.linear(F.silu(gu[..., :i]) * gu[..., i:], lw[7]).float()
+
+    def _logits(self, x):
+        return F.linear(self._rms(x, self.norm), self.lm_head).float()
+
+    def prefill(self, ids: list[int]):
+        """Run one prompt; return (per-layer K and V [n_kv, L, hd] in the compute dtype, last-token logits)."""
+        L = len(ids)
+        cos, sin = self._rope_table(L)
+        cos, sin = cos[:L].unsqueeze(1), sin[:L].unsqueeze(1)  # [L, 1, hd]
+        x = self.embed[torch.tensor(ids, device=self.device)].float()  # [L, D]
+        hd, H, Hk = self.head_dim, self.n_heads, self.n_kv
+        kv = []
+        for lw in self.layers:
+            q, k, v = self._qkv(self._rms(x, lw[0]), lw)
+            q = self._rotate(q.float().view(L, H, hd), cos, sin).to(self.dtype).transpose(0, 1)
+            k = self._rotate(k.float().view(L, Hk, hd), cos, sin).to(self.dtype).transpose(0, 1)
+            v = v.reshape(L, Hk, hd).transpose(0, 1)
+            kv.append((k, v))
+            o = F.scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), is_causal=True,
+                                               enable_gqa=H != Hk)[0]
+            x = x + F.linear(o.transpose(0, 1).reshape(L, H * hd), lw[3], lw[4]).float()
+            x = self._mlp(x, lw)
+        return kv, self._logits(x[-1:])[0]
+
+    def decode(self, tok, pos, kc, vc, nb: int, tmax: int):
+        """One step for rows [0, nb): tok [nb] long, pos [nb] long (where tok sits); caches [S, Hk, T, hd]."""
+        cos, sin = self._rope_table(tmax)
+        cos, sin = cos[pos].unsqueeze(1), sin[pos].unsqueeze(1)  # [nb, 1, hd]
+        hd, H, Hk = self.head_dim, self.n_heads, self.n_kv
+        G = H // Hk
+        rows = torch.arange(nb, device=self.device)
+        mask = torch.arange(tmax, device=self.device).unsqueeze(0) > pos.unsqueeze(1)  # [nb, tmax] True = hide
+        bias = torch.zeros(nb, 1, 1, tmax, dtype=torch.float32, device=self.device).masked_fill_(
+            mask.view(nb, 1, 1, tmax), float("-inf"))
+        scale = 1.0 / math.sqrt(hd)
+        x = self.embed[tok].float()  # [nb, D]
+        for li, lw in enumerate(self.layers):
+            q, k, v = self._qkv(self._rms(x, lw[0]), lw)
+            q = self._rotate(q.float().view(nb, H, hd), cos, sin).to(self.dtype)
+            k = self._rotate(k.float().view(nb, Hk, hd), cos, sin).to(self.dtype)
+            K, V = kc[li], vc[li]
+            K[rows, :, pos] = k
+            V[rows, :, pos] = v.reshape(nb, Hk, hd)
+            Kt, Vt = K[:nb, :, :tmax], V[:nb, :, :tmax]
+            s = torch.matmul(q.view(nb, Hk, G, hd), Kt.transpose(-1, -2)).float() * scale + bias
+            p = torch.softmax(s, -1).to(self.dtype)
+            o = torch.matmul(p, Vt)  # [nb, Hk, G, hd]
+            x = x + F.linear(o.reshape(nb, H * hd), lw[3], lw[4]).float()
+            x = self._mlp(x, lw)
+        return self._logits(x)
+
+    # -- scheduling ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def run(self, prompts: list[list[int]], params: SamplingParams, eos_ids: list[int], slots: int,
+            on_done=None) -> list[list[list[int]]]:
+        """Generated token ids per (prompt, sample), each cut after its first end-of-turn token."""
+        t0 = time.perf_counter()
+        self.maybe_refresh()
+        n, max_new = params.n, params.max_new_tokens
+        eos = set(eos_ids)
+        out: list[list[list[int] | None]] = [[None] * n for _ in prompts]
+        if not prompts:
+            return out  # type: ignore[return-value]
+        T = max(len(p) for p in prompts) + max_new
+        S = min(slots, len(prompts) * n)
+        shape = (S, self.n_kv, T, self.head_dim)
+        kc = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
+        vc = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
+        # Waiting samples, longest prompt first (short ones fill in at the end); samples of a prompt adjacent.
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        queue = [(i, k) for i in order for k in range(n)]
+        qpos = 0
+        prefix: dict[int, tuple] = {}  # prompt index -> (kv, logits) while some of its samples still wait
+        left = {i: n for i in range(len(prompts))}
+        slot_job: list = [None] * S  # (prompt index, k, generator, tokens)
+        tok = torch.zeros(S, dtype=torch.long, device=self.device)
+        pos = torch.zeros(S, dtype=torch.long, device=self.device)
+        nb = 0  # active rows are [0, nb)
+        greedy = params.temperature == 0
+        ttft = None
+        steps = 0
+
+        def gen_for(i, k):
+            if greedy:
+                return None
+            g = torch.Generator(device="cpu")
+            g.manual_seed((params.seed * 1_000_003 + i * 10_007 + k) % (2 ** 63 - 1))
+            return g
+
+        def finish(job):
+            out[job[0]][job[1]] = job[3]
+            if on_done:
+                on_done()
+
+        def start(slot) -> bool:
+            """Put the next waiting sample into ``slot``; False when the queue is empty."""
+            nonlocal qpos, ttft
+            while qpos < len(queue):
+                i, k = queue[qpos]
+                qpos += 1
+                if i not in prefix:
+                    prefix[i] = self.prefill(prompts[i])
+                kv, logits = prefix[i]
+                left[i] -= 1
+                if left[i] == 0:
+                    del prefix[i]
+                g = gen_for(i, k)
+                first = int(_sample(logits.unsqueeze(0), params, [g])[0])
+                if ttft is None:
+                    ttft = time.perf_counter() - t0
+                job = (i, k, g, [first])
+                if first in eos or max_new == 1:
+                    finish(job)
+                    continue
+                L = len(prompts[i])
+                for li, (kk, vv) in enumerate(kv):
+                    kc[li][slot, :, :L] = kk
+                    vc[li][slot, :, :L] = vv
+                tok[slot], pos[slot] = first, L
+                slot_job[slot] = job
+                return True
+            return False
+
+        def move(src, dst):
+            for li in range(len(kc)):
+                kc[li][dst] = kc[li][src]
+                vc[li][dst] = vc[li][src]
+            tok[dst], pos[dst], slot_job[dst] = tok[src], pos[src], slot_job[src]
+
+        while nb < S and start(nb):
+            nb += 1
+        while nb:
+            tmax = int(pos[:nb].max()) + 1
+            logits = self.decode(tok[:nb], pos[:nb], kc, vc, nb, tmax)
+            nxt = _sample(logits, params, [slot_job[r][2] for r in range(nb)])
+            steps += 1
+            tok[:nb] = nxt
+            pos[:nb] += 1
+            nl = nxt.tolist()
+            r = 0
+            while r < nb:
+                job = slot_job[r]
+                job[3].append(nl[r])
+                if nl[r] in eos or len(job[3]) >= max_new:
+                    finish(job)
+                    if not start(r):  # nothing waits: move the last active row here and shrink the batch
+                        nb -= 1
+                        if r != nb:
+                            move(nb, r)
+                            nl[r] = nl[nb]
+                            continue  # examine the moved row (it has already received its token)
+                r += 1
+        self.stats = {"ttft_s": ttft, "decode_steps": steps, "wall_s": time.perf_counter() - t0, "slots": S}
+        return out  # type: ignore[return-value]
+
+
+def _sample(logits: torch.Tensor, params: SamplingParams, gens: list) -> torch.Tensor:
+    """Next token per row from fp32 logits [B, V]: argmax when greedy, else an exact draw from the
+    temperature softmax restricted to the nucleus (smallest top set with mass >= top_p), by inverse CDF with one
+    uniform per row from that row's generator."""
+    if params.temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / params.temperature, -1)
+    u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in gens]).to(logits.device)
+    if params.top_p < 1.0:
+        k = min(probs.shape[-1], 1024)
+        vals, idx = probs.topk(k, -1)
+        cum = vals.double().cumsum(-1)
+        if bool((cum[:, -1] < params.top_p).any()):
+            vals, idx = probs.sort(-1, descending=True)
+            cum = vals.double().cumsum(-1)
+        keep = (cum - vals.double()) < params.top_p
+        cdf = (vals.double() * keep).cumsum(-1)
+        j = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).clamp_(max=cdf.shape[-1] - 1)
+        return idx.gather(1, j).squeeze(1)
+    cdf = probs.double().cumsum(-1)
+    j = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).clamp_(max=cdf.shape[-1] - 1)
+    return j.squeeze(1)
 
 
 def make_completion(tokenizer, prompt_ids: list[int], toks: list[int], eos_ids: list[int]) -> Completion:

@@ -78,6 +78,7 @@ def make_problem(rng: random.Random, steps: int, max_operand: int) -> dict:
 @TASKS.register("arith")
 class Arith(Task):
     kind = "math"
+    max_new_tokens = 64
     description = "integer word problems of adjustable difficulty (CPU-scale; the embedded model solves some)"
 
     def __init__(self, steps: int = ArithConfig.steps, max_operand: int = ArithConfig.max_operand,

@@ -42,6 +42,8 @@ class Task:
     """"math" (answer checking) or "code" (unit tests)."""
     description: str = ""
     correction_instruction: str = SELF_CORRECTION_INSTRUCTION
+    max_new_tokens: int = 256
+    """Default tokens per attempt (``--max-new-tokens`` overrides)."""
 
     def train(self) -> list[dict]:
         """Training examples; each a dict with at least ``id``."""

@@ -45,6 +45,7 @@ def defines(code: str, name: str) -> bool:
 
 class _CodeTask(Task):
     kind = "code"
+    max_new_tokens = 384
     correction_instruction = CODE_SELF_CORRECTION_INSTRUCTION
     limits = SandboxLimits()
     """Sandbox limits for grading one program."""

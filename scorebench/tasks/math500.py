@@ -34,6 +34,7 @@ def _load(name: str) -> list[dict]:
 @TASKS.register("math500")
 class Math500(Task):
     kind = "math"
+    max_new_tokens = 512
     description = "MATH500 test / 12k MATH train (PRM800K splits); boxed answers graded with math-verify"
 
     def __init__(self) -> None:

@@ -1,0 +1,41 @@
+import os
+
+import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("SCOREBENCH_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow end-to-end test; set SCOREBENCH_SLOW=1 (make test-slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from scorebench import models
+    return AutoTokenizer.from_pretrained(models.resolve(None))
+
+
+class ScriptedEngine:
+    """A deterministic engine for protocol tests: answers from a function of the conversation."""
+    name = "scripted"
+
+    def __init__(self, answer, tokenizer=None):
+        self.answer, self.tokenizer, self.calls = answer, tokenizer, []
+
+    def generate(self, conversations, params, desc=None):
+        from scorebench.engines.base import Completion
+        self.calls.append([list(c) for c in conversations])
+        return [[Completion(text=self.answer(c, k)) for k in range(params.n)] for c in conversations]
+
+    def describe(self):
+        return {"engine": self.name}
+
+
+@pytest.fixture
+def scripted():
+    return ScriptedEngine

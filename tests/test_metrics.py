@@ -1,0 +1,83 @@
+"""Metrics against hand-computed episodes."""
+import math
+
+import pytest
+
+from scorebench import metrics as M
+from scorebench.protocol import Episode, Turn
+
+
+def ep(i, *rewards, responses=None, meta=None):
+    responses = responses or [f"answer {r}" for r in rewards]
+    return Episode(id=str(i), turns=[Turn(prompt="p", response=s, reward=r) for r, s in zip(rewards, responses)],
+                   meta=meta or {})
+
+
+def test_two_turn_hand_case():
+    # 10 problems: 3 c→c, 1 c→i, 2 i→c, 4 i→i.
+    eps = ([ep(i, 1, 1) for i in range(3)] + [ep(3, 1, 0)] + [ep(i, 0, 1) for i in (4, 5)]
+           + [ep(i, 0, 0) for i in range(6, 10)])
+    m = M.compute(eps, n_bootstrap=200)
+    assert m["n"] == 10
+    assert m["acc_t1"] == pytest.approx(0.4)
+    assert m["acc_t2"] == pytest.approx(0.5)
+    assert m["delta"] == pytest.approx(0.1)
+    assert m["delta_i2c"] == pytest.approx(0.2)
+    assert m["delta_c2i"] == pytest.approx(0.1)
+    assert m["delta"] == pytest.approx(m["delta_i2c"] - m["delta_c2i"])
+    lo, hi = m["ci95"]["acc_t1"]
+    assert lo <= 0.4 <= hi and lo < hi
+
+
+def test_three_turns_consecutive_pairs():
+    eps = [ep(0, 0, 1, 0), ep(1, 1, 1, 1), ep(2, 0, 0, 1), ep(3, 1, 0, 0)]
+    m = M.compute(eps, n_bootstrap=10)
+    assert [m["acc_t1"], m["acc_t2"], m["acc_t3"]] == [0.5, 0.5, 0.5]
+    assert m["delta_i2c"] == 0.25 and m["delta_c2i"] == 0.25
+    # t2→t3: ep0 c→i, ep2 i→c
+    assert m["delta_i2c_t2t3"] == 0.25 and m["delta_c2i_t2t3"] == 0.25 and m["delta_t2t3"] == 0
+
+
+def test_paired_bootstrap_degenerate_delta():
+    # Every problem is identical at both turns: Δ is exactly 0 in every resample.
+    eps = [ep(i, i % 2, i % 2) for i in range(20)]
+    m = M.compute(eps, n_bootstrap=300)
+    assert m["ci95"]["delta"] == [0.0, 0.0]
+    assert m["ci95"]["acc_t1"][0] < 0.5 < m["ci95"]["acc_t1"][1]
+
+
+def test_bootstrap_ci_width_matches_binomial():
+    eps = [ep(i, 1 if i < 50 else 0, 0) for i in range(100)]
+    m = M.compute(eps, n_bootstrap=2000)
+    lo, hi = m["ci95"]["acc_t1"]
+    se = math.sqrt(0.25 / 100)
+    assert (hi - lo) == pytest.approx(2 * 1.96 * se, rel=0.2)
+
+
+def test_breakdown_by_meta():
+    eps = [ep(0, 1, 1, meta={"level": 1}), ep(1, 0, 1, meta={"level": 1}), ep(2, 0, 0, meta={"level": 2})]
+    m = M.compute(eps, n_bootstrap=10)
+    assert m["breakdown"]["level"]["1"]["acc_t1"] == 0.5
+    assert m["breakdown"]["level"]["1"]["delta_i2c"] == 0.5
+    assert m["breakdown"]["level"]["2"]["n"] == 1
+
+
+def test_edit_distance_ratio():
+    assert M.edit_distance_ratio("abc", "abc") == 0.0
+    assert M.edit_distance_ratio("abc", "xyz") == 1.0
+    assert M.edit_distance_ratio("abcd", "abxy") == pytest.approx(0.5)
+    eps = [ep(0, 1, 1, responses=["same", "same"]), ep(1, 0, 1, responses=["abcd", "abxy"])]
+    m = M.compute(eps, n_bootstrap=10)
+    assert m["edit_ratio_mean"] == pytest.approx(0.25)
+    assert m["identical_t1_t2"] == 0.5
+
+
+def test_ungraded_turns_are_not_attempts():
+    e = Episode(id="0", turns=[Turn("p", "a", 0.0), Turn("feedback?", "fb", None, graded=False), Turn("r", "b", 1.0)])
+    m = M.compute([e], n_bootstrap=5)
+    assert m["turns"] == 2 and m["delta_i2c"] == 1.0
+
+
+def test_mixed_turn_counts_rejected():
+    with pytest.raises(ValueError):
+        M.correctness([ep(0, 1, 1), ep(1, 1)])
