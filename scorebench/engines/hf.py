@@ -350,7 +350,8 @@ class _FastLlama:
         nb = 0  # active rows are [0, nb)
         greedy = params.temperature == 0
         ttft = None
-        steps = 0
+        steps = decode_tokens = 0
+        prefill_s = 0.0
 
         def gen_for(i, k):
             if greedy:
@@ -366,12 +367,14 @@ class _FastLlama:
 
         def start(slot) -> bool:
             """Put the next waiting sample into ``slot``; False when the queue is empty."""
-            nonlocal qpos, ttft
+            nonlocal qpos, ttft, prefill_s
             while qpos < len(queue):
                 i, k = queue[qpos]
                 qpos += 1
                 if i not in prefix:
+                    tp = time.perf_counter()
                     prefix[i] = self.prefill(prompts[i])
+                    prefill_s += time.perf_counter() - tp
                 kv, logits = prefix[i]
                 left[i] -= 1
                 if left[i] == 0:
@@ -406,6 +409,7 @@ class _FastLlama:
             logits = self.decode(tok[:nb], pos[:nb], kc, vc, nb, tmax)
             nxt = _sample(logits, params, [slot_job[r][2] for r in range(nb)])
             steps += 1
+            decode_tokens += nb
             tok[:nb] = nxt
             pos[:nb] += 1
             nl = nxt.tolist()
@@ -422,7 +426,9 @@ class _FastLlama:
                             nl[r] = nl[nb]
                             continue  # examine the moved row (it has already received its token)
                 r += 1
-        self.stats = {"ttft_s": ttft, "decode_steps": steps, "wall_s": time.perf_counter() - t0, "slots": S}
+        wall = time.perf_counter() - t0
+        self.stats = {"ttft_s": ttft, "decode_steps": steps, "decode_tokens": decode_tokens, "wall_s": wall,
+                      "prefill_s": prefill_s, "decode_s": wall - prefill_s, "slots": S}
         return out  # type: ignore[return-value]
 
 

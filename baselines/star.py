@@ -1,0 +1,148 @@
+"""``star`` / ``star+``: STaR (Zelikman et al. 2022) adapted to self-correction, as in the SCoRe paper.
+
+Sample two-attempt traces from the current model on the task's train split, keep the successful revisions
+(y1 wrong, y2 right) = D_StaR — ``star+`` also keeps correct->correct traces = D+_StaR — and SFT on the turn-2
+tokens only (the sampled tokens themselves). ``iterations`` > 1 repeats sample -> filter -> SFT from the
+current model.
+
+Also home of the SFT plumbing Pair-SFT shares: dataset files in the run directory and the SFT call.
+"""
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+from scorebench.engines import SamplingParams
+from scorebench.method import Method
+from scorebench.protocol import Episode, run_protocol
+from scorebench.rundir import write_json
+from scorebench.training import Sequence, Trainer, episode_to_sequence, resolve_method_config
+
+
+@dataclass
+class StarConfig:
+    iterations: int = 1
+    """Rounds of sample -> filter -> SFT."""
+    n_problems: int | None = None
+    """Train problems sampled per iteration (a seeded random subset); None = the whole train split."""
+    samples_per_problem: int = 1
+    """Two-attempt traces drawn per problem."""
+    max_new_tokens: int | None = None
+    """Tokens per attempt while sampling data; None = the task's default."""
+
+
+def is_right(reward) -> bool:
+    return reward is not None and reward >= 1.0
+
+
+def trace_type(ep: Episode) -> str:
+    """"i->c", "c->c", "c->i" or "i->i" from the first and last graded attempts."""
+    r = ep.rewards
+    return f"{'c' if is_right(r[0]) else 'i'}->{'c' if is_right(r[-1]) else 'i'}"
+
+
+def filter_star(episodes: list[Episode], plus: bool) -> list[tuple[Episode, str]]:
+    """D_StaR: the traces whose first attempt is wrong and last is right; with ``plus`` also right->right."""
+    keep = ("i->c", "c->c") if plus else ("i->c",)
+    out = []
+    for ep in episodes:
+        if len(ep.attempts) < 2:
+            continue
+        t = trace_type(ep)
+        if t in keep:
+            out.append((ep, t))
+    return out
+
+
+def subset(examples: list[dict], n: int | None, seed: int) -> list[dict]:
+    if not n or n >= len(examples):
+        return list(examples)
+    return random.Random(seed).sample(examples, n)
+
+
+def sampling_params(ctx, train_cfg, max_new_tokens, seed: int) -> SamplingParams:
+    max_new = max_new_tokens or ctx.config.max_new_tokens or getattr(ctx.task, "max_new_tokens", 256)
+    return SamplingParams(temperature=train_cfg.temperature, top_p=1.0, max_new_tokens=max_new, seed=seed)
+
+
+def write_dataset(path_dir, rows: list[tuple[Episode, str, Sequence]], stats: dict, suffix: str = "") -> None:
+    """``dataset{suffix}.jsonl`` (one trace per line: type, turns, token ids, weights) then
+    ``dataset_stats{suffix}.json`` — the stats file is written last and marks the dataset complete."""
+    with open(path_dir / f"dataset{suffix}.jsonl", "w", encoding="utf-8") as f:
+        for ep, kind, seq in rows:
+            f.write(json.dumps({"id": ep.id, "type": kind, "turns": ep.to_json()["turns"], **seq.to_json()},
+                               ensure_ascii=False) + "\n")
+    write_json(path_dir / f"dataset_stats{suffix}.json", stats)
+
+
+def read_dataset(path_dir, suffix: str = "") -> list[Sequence] | None:
+    """The sequences of a completed dataset in the run directory, or None (resume support)."""
+    if not (path_dir / f"dataset_stats{suffix}.json").exists():
+        return None
+    lines = (path_dir / f"dataset{suffix}.jsonl").read_text(encoding="utf-8").splitlines()
+    return [Sequence.from_json(json.loads(x)) for x in lines if x.strip()]
+
+
+def sft(ctx, model, train_cfg, sequences: list[Sequence], name: str) -> Trainer:
+    """SFT ``model`` on ``sequences`` with a Trainer in ``run_dir/name`` (resumes from its checkpoints)."""
+    trainer = Trainer(model, ctx.engine.tokenizer, train_cfg, ctx.run_dir.path / name, ref_model=False)
+    trainer.fit(sequences, desc=f"{ctx.config.method}: sft")
+    trainer.plot(ctx.run_dir.path / f"{name}.png")
+    return trainer
+
+
+def turn2_weights(ep: Episode) -> list[float]:
+    """SFT weight 1 on the last graded attempt only."""
+    n = len(ep.attempts)
+    return [0.0] * (n - 1) + [1.0]
+
+
+class StarMethod(Method):
+    description = "STaR D_StaR: SFT on self-generated successful revisions (wrong -> right)"
+    trains = True
+    plus = False
+
+    def train(self, ctx):
+        sections = ["star", "star+"] if self.plus else ["star"]
+        mcfg, tcfg = resolve_method_config(ctx, StarConfig, sections)
+        rd = ctx.run_dir.path
+        tok = ctx.engine.tokenizer
+        model = ctx.engine.model
+        engine = ctx.engine
+        trainer = None
+        for it in range(mcfg.iterations):
+            suffix = "" if it == 0 else f"-it{it}"
+            seqs = read_dataset(rd, suffix)
+            if seqs is None:
+                problems = subset(ctx.task.train(), mcfg.n_problems, tcfg.seed * 7919 + it)
+                params = sampling_params(ctx, tcfg, mcfg.max_new_tokens, seed=tcfg.seed + 1000 * it)
+                eps = run_protocol(engine, ctx.task, problems, params, protocol=self.protocol(ctx.config.turns),
+                                   samples_per_problem=mcfg.samples_per_problem, keep_ids=True)
+                kept = filter_star(eps, plus=self.plus)
+                rows = [(ep, kind, episode_to_sequence(tok, ep, turn2_weights(ep))) for ep, kind in kept]
+                counts = Counter(trace_type(ep) for ep in eps if len(ep.attempts) >= 2)
+                stats = {"iteration": it, "problems": len(problems), "episodes": len(eps),
+                         "sampled": dict(counts), "kept": dict(Counter(k for _, k, _ in rows)), "n": len(rows),
+                         "i->c": sum(1 for _, k, _ in rows if k == "i->c"),
+                         "c->c": sum(1 for _, k, _ in rows if k == "c->c"),
+                         "acc_t1": sum(is_right(e.rewards[0]) for e in eps) / max(1, len(eps)),
+                         "acc_t2": sum(is_right(e.rewards[-1]) for e in eps) / max(1, len(eps))}
+                write_dataset(rd, rows, stats, suffix)
+                seqs = [s for _, _, s in rows]
+            if not seqs:
+                raise RuntimeError(f"{ctx.config.method}: no traces survived filtering (see dataset_stats.json)")
+            trainer = sft(ctx, model, tcfg, seqs, "train" + suffix)
+            model = trainer.model.merge_and_unload() if tcfg.lora else trainer.model
+            if it + 1 < mcfg.iterations:
+                from scorebench.engines.hf import HFEngine
+                engine = HFEngine(model=model, tokenizer=tok, batch_size=ctx.config.batch_size)
+                if hasattr(engine, "refresh"):
+                    engine.refresh()
+        return trainer.save_policy(rd / "policy")
+
+
+class StarPlusMethod(StarMethod):
+    description = "STaR D+_StaR: SFT on successful revisions plus correct -> correct traces"
+    plus = True

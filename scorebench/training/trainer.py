@@ -1,0 +1,343 @@
+"""The trainer every training method shares: masked / weighted token loss plus a per-token KL to a reference.
+
+    loss = [ sum_t -w_t * log pi(x_t | x_<t)  +  sum_t k_t * KL_t ] / denom
+
+SFT sets w = 1 on the target response; policy gradient sets w = the advantage; SCoRe adds KL coefficients per
+turn. Distribution, mixed precision and device placement are accelerate's; LoRA is peft's. Checkpoints hold the
+weights in ``save_pretrained`` format plus optimizer, scheduler, RNG states and the step count, so a killed run
+resumes to bit-identical weights.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import TrainConfig
+from .sequences import Sequence
+
+
+class Trainer:
+    def __init__(self, model, tokenizer, cfg: TrainConfig, out_dir: str | Path, ref_model=None):
+        """``ref_model``: None = the adapter-disabled model with LoRA, else a frozen copy of ``model`` taken now;
+        a model = that model; False = no reference (SFT; KL terms then raise)."""
+        from accelerate import Accelerator
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.out_dir / "train_log.jsonl"
+        self.step_count = 0
+        self.planned_steps = cfg.steps
+        torch.manual_seed(cfg.seed)
+        self.accelerator = Accelerator(mixed_precision="bf16" if cfg.dtype == "bfloat16" else "no")
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        model.float()  # master weights in float32; bf16 runs under autocast
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        if cfg.lora:
+            from peft import LoraConfig, get_peft_model
+            model = get_peft_model(model, LoraConfig(
+                r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                target_modules=list(cfg.lora_target_modules), task_type="CAUSAL_LM"))
+            if cfg.gradient_checkpointing:
+                model.enable_input_require_grads()
+            self.ref_model = ref_model if ref_model not in (None, False) else None
+        elif ref_model is None:
+            self.ref_model = copy.deepcopy(model)
+        else:
+            self.ref_model = ref_model or None
+        self._ref_is_adapter_off = cfg.lora and ref_model is None
+        if self.ref_model is not None:
+            self.ref_model.eval().requires_grad_(False)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
+        model.train()
+        self._model, self.optimizer, self.scheduler = self.accelerator.prepare(model, opt, sched)
+        if self.ref_model is not None:
+            self.ref_model.to(self.accelerator.device)
+
+    # ---------------------------------------------------------------- model access
+    @property
+    def model(self):
+        """The unwrapped trainable model (a PeftModel with LoRA); HFEngine can sample from it directly."""
+        return self.accelerator.unwrap_model(self._model)
+
+    def _lr_factor(self, step: int) -> float:
+        cfg = self.cfg
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.lr_schedule == "cosine":
+            span = max(1, self.planned_steps - cfg.warmup_steps)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / span)))
+        return 1.0
+
+    # ---------------------------------------------------------------- loss
+    def _collate(self, batch: list[Sequence]):
+        width = max(len(s.input_ids) for s in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        w = torch.zeros((len(batch), width))
+        k = torch.zeros((len(batch), width))
+        for r, s in enumerate(batch):  # right padding; the mask is by position, never by token id
+            n = len(s.input_ids)
+            ids[r, :n] = torch.tensor(s.input_ids)
+            mask[r, :n] = 1
+            w[r, :n] = torch.tensor(s.weights, dtype=torch.float32)
+            k[r, :n] = torch.tensor(s.kl_weights, dtype=torch.float32)
+        dev = self.accelerator.device
+        return ids.to(dev), mask.to(dev), w[:, 1:].to(dev), k[:, 1:].to(dev)
+
+    def denominator(self, batch: list[Sequence]) -> float:
+        if self.cfg.loss_normalization == "sequences":
+            return float(len(batch))
+        n = sum(sum(1 for w, k in zip(s.weights[1:], s.kl_weights[1:]) if w != 0 or k != 0) for s in batch)
+        return float(max(1, n))
+
+    def _logits(self, model, ids, mask):
+        return model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
+
+    def _ref_logits(self, ids, mask):
+        with torch.no_grad():
+            if self._ref_is_adapter_off:
+                with self.model.disable_adapter():
+                    return self._logits(self._model, ids, mask)
+            if self.ref_model is None:
+                raise ValueError("a KL term needs a reference model (the Trainer was built with ref_model=False)")
+            with self.accelerator.autocast():
+                return self._logits(self.ref_model, ids, mask)
+
+    def kl_terms(self, logits, ref_logits, targets, sel):
+        """Per-token KL(pi || ref) at the positions ``sel`` (a bool mask) with the configured estimator."""
+        lp, lq = logits[sel], ref_logits[sel]
+        tgt = targets[sel]
+        if self.cfg.kl_estimator == "full":
+            logp, logq = torch.log_softmax(lp, -1), torch.log_softmax(lq, -1)
+            return (logp.exp() * (logp - logq)).sum(-1)
+        logp_t = lp.gather(-1, tgt[:, None]).squeeze(-1) - torch.logsumexp(lp, -1)
+        logq_t = lq.gather(-1, tgt[:, None]).squeeze(-1) - torch.logsumexp(lq, -1)
+        d = logp_t - logq_t
+        if self.cfg.kl_estimator == "k1":
+            return d
+        if self.cfg.kl_estimator == "k2":
+            return 0.5 * d ** 2
+        return torch.exp(-d) + d - 1  # k3 = exp(logref - logp) - (logref - logp) - 1
+
+    def loss(self, batch: list[Sequence], denom: float | None = None):
+        """(loss tensor, stats) for ``batch`` in one forward pass; ``denom`` defaults to this batch's own."""
+        denom = self.denominator(batch) if denom is None else denom
+        ids, mask, w, k = self._collate(batch)
+        targets = ids[:, 1:]
+        logits = self._logits(self._model, ids, mask)
+        logp = -F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                reduction="none").view_as(w)
+        pg = -(w * logp).sum()
+        sel = k != 0
+        kl_sum = torch.zeros((), device=logits.device)
+        kl_count = int(sel.sum())
+        kl_term = torch.zeros((), device=logits.device)
+        if kl_count:
+            ref = self._ref_logits(ids, mask)
+            kl = self.kl_terms(logits, ref, targets, sel)
+            kl_term = (k[sel] * kl).sum()
+            kl_sum = kl.detach().sum()
+        loss = (pg + kl_term) / denom
+        trained = int(((w != 0) | sel).sum())
+        stats = {"loss": float(loss.detach()), "pg": float(pg.detach()) / denom, "kl_term": float(kl_term.detach()) / denom,
+                 "kl": float(kl_sum) / kl_count if kl_count else 0.0, "kl_sum": float(kl_sum), "kl_count": kl_count,
+                 "tokens": trained, "total_tokens": int(mask.sum())}
+        return loss, stats
+
+    # ---------------------------------------------------------------- optimisation
+    def step(self, batch: list[Sequence], extra: dict | None = None) -> dict:
+        """One optimizer step on ``batch`` (micro-batched, gradients accumulated, clipped); logs a JSONL line."""
+        t0 = time.time()
+        self._model.train()
+        denom = self.denominator(batch)
+        micro = self.cfg.micro
+        chunks = [batch[i:i + micro] for i in range(0, len(batch), micro)]
+        agg = {"loss": 0.0, "pg": 0.0, "kl_term": 0.0, "kl_sum": 0.0, "kl_count": 0, "tokens": 0, "total_tokens": 0}
+        self.optimizer.zero_grad(set_to_none=True)
+        for j, mb in enumerate(chunks):
+            sync = contextlib.nullcontext() if j == len(chunks) - 1 else self.accelerator.no_sync(self._model)
+            with sync:
+                loss, st = self.loss(mb, denom=denom)
+                self.accelerator.backward(loss)
+            for key in agg:
+                agg[key] += st[key]
+        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm and self.cfg.max_grad_norm > 0 else float("inf")
+        grad_norm = self.accelerator.clip_grad_norm_(self.params, max_norm)
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step_count += 1
+        dt = time.time() - t0
+        stats = {"step": self.step_count, "loss": agg["loss"], "pg": agg["pg"], "kl_term": agg["kl_term"],
+                 "kl": agg["kl_sum"] / agg["kl_count"] if agg["kl_count"] else 0.0,
+                 "grad_norm": float(grad_norm), "lr": lr, "sequences": len(batch), "tokens": agg["tokens"],
+                 "total_tokens": agg["total_tokens"], "tokens_per_s": agg["total_tokens"] / max(dt, 1e-9),
+                 "step_time": dt, **(extra or {})}
+        if self.accelerator.is_main_process and (self.step_count % max(1, self.cfg.log_every) == 0):
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(stats, default=float) + "\n")
+        return stats
+
+    def _order(self, n: int, epoch: int) -> list[int]:
+        order = list(range(n))
+        random.Random(self.cfg.seed * 1_000_003 + epoch).shuffle(order)
+        return order
+
+    def fit(self, sequences: list[Sequence], steps: int | None = None, desc: str = "sft") -> dict | None:
+        """SFT-style training over ``sequences`` for min(steps, epochs) optimizer steps of ``cfg.batch_size``
+        sequences, resuming from the latest checkpoint in ``out_dir``; checkpoints every ``save_every`` and at the
+        end. Data order depends only on (seed, epoch), so a resumed run sees the same batches."""
+        from tqdm.auto import tqdm
+        if not sequences:
+            raise ValueError("fit: no training sequences")
+        bs = self.cfg.batch_size
+        per_epoch = math.ceil(len(sequences) / bs)
+        total = min(steps if steps is not None else self.cfg.steps, max(1, math.ceil(self.cfg.epochs * per_epoch)))
+        self.planned_steps = total
+        self.resume()
+        bar = tqdm(total=total, initial=min(self.step_count, total), desc=desc, unit="step")
+        stats = None
+        while self.step_count < total:
+            epoch, pos = divmod(self.step_count, per_epoch)
+            order = self._order(len(sequences), epoch)
+            batch = [sequences[j] for j in order[pos * bs:(pos + 1) * bs]]
+            stats = self.step(batch, extra={"epoch": epoch + pos / per_epoch})
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats['loss']:.4f}", tok_s=f"{stats['tokens_per_s']:.0f}")
+            if self.cfg.save_every and self.step_count % self.cfg.save_every == 0 and self.step_count < total:
+                self.save_checkpoint()
+        bar.close()
+        if self.latest_checkpoint() is None or _step_of(self.latest_checkpoint()) != self.step_count:
+            self.save_checkpoint()
+        return stats
+
+    # ---------------------------------------------------------------- checkpoints
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+    def latest_checkpoint(self) -> Path | None:
+        if not self.ckpt_dir.exists():
+            return None
+        done = [p for p in self.ckpt_dir.glob("step-*") if (p / ".complete").exists()]
+        return max(done, key=_step_of) if done else None
+
+    def save_checkpoint(self, keep: int = 1) -> Path:
+        """Weights (save_pretrained: adapter or full), tokenizer, optimizer, scheduler, RNG states, step count;
+        written to a temp dir and renamed, so a kill mid-save leaves the previous checkpoint intact."""
+        self.accelerator.wait_for_everyone()
+        final = self.ckpt_dir / f"step-{self.step_count:07d}"
+        if self.accelerator.is_main_process:
+            tmp = self.ckpt_dir / f".tmp-{final.name}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            self.model.save_pretrained(tmp / "model")
+            self.tokenizer.save_pretrained(tmp / "model")
+            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                        "step_count": self.step_count, "planned_steps": self.planned_steps,
+                        "cfg": self.cfg.to_dict(),
+                        "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                                "torch": torch.get_rng_state(),
+                                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}},
+                       tmp / "trainer_state.pt")
+            (tmp / ".complete").write_text(str(self.step_count))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            done = sorted((p for p in self.ckpt_dir.glob("step-*") if (p / ".complete").exists()), key=_step_of)
+            for old in done[:-keep] if keep else []:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        return final
+
+    def resume(self) -> bool:
+        """Load the latest complete checkpoint in ``out_dir``; False when there is none."""
+        ckpt = self.latest_checkpoint()
+        if ckpt is None:
+            return False
+        from safetensors.torch import load_file
+        mdir = ckpt / "model"
+        if self.cfg.lora:
+            from peft import set_peft_model_state_dict
+            set_peft_model_state_dict(self.model, load_file(str(mdir / "adapter_model.safetensors")))
+        else:
+            sd = {}
+            for f in sorted(mdir.glob("*.safetensors")):
+                sd.update(load_file(str(f)))
+            missing, unexpected = self.model.load_state_dict(sd, strict=False)
+            loaded = {p.data_ptr() for n, p in self.model.state_dict().items() if n in sd}
+            bad = [n for n in missing if self.model.state_dict()[n].data_ptr() not in loaded]
+            if bad or unexpected:
+                raise RuntimeError(f"checkpoint {ckpt} does not match the model (missing {bad[:3]}, "
+                                   f"unexpected {list(unexpected)[:3]})")
+        state = torch.load(ckpt / "trainer_state.pt", map_location="cpu", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step_count = state["step_count"]
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        return True
+
+    def save_policy(self, path: str | Path) -> Path:
+        """Merged full weights + tokenizer, loadable by ``scorebench.models.load(path)``; ``.complete`` last."""
+        path = Path(path)
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            tmp = path.parent / f".tmp-{path.name}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            m = self.model
+            if self.cfg.lora:
+                m = copy.deepcopy(m).merge_and_unload()
+            m.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            (tmp / ".complete").write_text(json.dumps({"step": self.step_count}))
+            shutil.rmtree(path, ignore_errors=True)
+            os.replace(tmp, path)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def plot(self, out_png: str | Path) -> Path | None:
+        """Curves of loss, KL, gradient norm, learning rate and throughput from train_log.jsonl."""
+        if not self.log_path.exists():
+            return None
+        return plot_log(self.log_path, out_png)
+
+
+def plot_log(log_path: str | Path, out_png: str | Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    keys = [k for k in ("loss", "pg", "kl", "grad_norm", "lr", "tokens_per_s") if any(k in r for r in rows)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        xs = [r["step"] for r in rows if key in r]
+        ax.plot(xs, [r[key] for r in rows if key in r])
+        ax.set_title(key)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return Path(out_png)
+
+
+def _step_of(p: Path) -> int:
+    return int(p.name.split("-")[-1])

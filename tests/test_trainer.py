@@ -1,0 +1,213 @@
+"""The trainer's arithmetic on a tiny random Llama: masked loss, gradient mask, KL estimators, exact resume."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from scorebench.protocol import Episode, Turn
+from scorebench.training import Sequence, TrainConfig, Trainer, episode_to_sequence, load_preset
+from scorebench.training.sequences import end_of_turn
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from transformers import AutoTokenizer
+    from scorebench.models import resolve
+    t = AutoTokenizer.from_pretrained(resolve(None))
+    if t.pad_token is None:
+        t.pad_token = t.eos_token
+    return t
+
+
+def tiny(tok, seed=0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      num_key_value_heads=1, vocab_size=len(tok), pad_token_id=tok.pad_token_id,
+                      eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id, tie_word_embeddings=True)
+    return LlamaForCausalLM(cfg)
+
+
+def seqs(n=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        L = 5 + i % 4
+        ids = torch.randint(0, 1000, (L,), generator=g).tolist()
+        w = [0.0] * 2 + [1.0] * (L - 2)
+        w[-1] = 0.5 * (i % 2)  # a zero weight inside the response exercises the position mask
+        out.append(Sequence(ids, w, [0.0] * L))
+    return out
+
+
+def cfg(**kw):
+    base = dict(lr=1e-2, batch_size=4, micro_batch_size=2, steps=4, epochs=100, seed=0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# ---------------------------------------------------------------- config
+def test_from_dict_rejects_unknown_key():
+    with pytest.raises(ValueError, match="lerning_rate"):
+        TrainConfig.from_dict({"lr": 1e-5, "lerning_rate": 3})
+    assert TrainConfig.from_dict({"lr": 1e-5, "betas": [0.9, 0.95]}).betas == (0.9, 0.95)
+    with pytest.raises(ValueError):
+        TrainConfig(kl_estimator="k4")
+
+
+def test_paper_defaults_and_presets():
+    c = TrainConfig()
+    assert (c.lr, c.temperature, c.beta1, c.beta2, c.alpha, c.steps, c.batch_size) == (5e-6, 1.0, 0.01, 0.1, 10.0, 3000, 512)
+    for name in ("cpu-small", "paper"):
+        p = load_preset(name)
+        TrainConfig.from_dict({k: v for k, v in p.items() if not k.startswith("_") and not isinstance(v, dict)})
+    with pytest.raises(ValueError, match="unknown preset"):
+        load_preset("nope")
+
+
+# ---------------------------------------------------------------- sequences
+def test_sequence_matches_chat_template_and_weights_on_responses(tok):
+    ep = Episode("e", [Turn("What is 2+3? Answer.", "It is 5."), Turn("Fix it, if needed.", "Still 5, final.")])
+    s = episode_to_sequence(tok, ep, [0.25, 1.0], kl_weights=[0.1, 0.0])
+    full = tok.apply_chat_template(ep.messages(), tokenize=False)
+    assert tok.decode(s.input_ids) == full.rstrip("\n")
+    eot, _ = end_of_turn(tok)
+    r1 = tok("It is 5.", add_special_tokens=False)["input_ids"] + [eot]
+    r2 = tok("Still 5, final.", add_special_tokens=False)["input_ids"] + [eot]
+    pos2 = [i for i, w in enumerate(s.weights) if w == 1.0]
+    pos1 = [i for i, w in enumerate(s.weights) if w == 0.25]
+    assert [s.input_ids[i] for i in pos2] == r2 and pos2 == list(range(len(s.input_ids) - len(r2), len(s.input_ids)))
+    assert [s.input_ids[i] for i in pos1] == r1 and pos1 == list(range(pos1[0], pos1[0] + len(r1)))
+    assert [i for i, k in enumerate(s.kl_weights) if k] == pos1
+    assert sum(1 for w in s.weights if w) == len(r1) + len(r2)
+    # eot == pad: the im_end tokens of the prompts must carry no weight although they share the id
+    assert any(t == eot and w == 0 for t, w in zip(s.input_ids, s.weights))
+
+
+def test_sequence_uses_sampled_ids_and_skips_ungraded(tok):
+    eot, _ = end_of_turn(tok)
+    sampled = tok(" 5", add_special_tokens=False)["input_ids"] + [eot]
+    ep = Episode("e", [Turn("Q?", "a", response_ids=[100, 200, eot]), Turn("Feedback?", "fb", graded=False),
+                       Turn("Refine.", "5", response_ids=sampled)])
+    s = episode_to_sequence(tok, ep, [0.0, 1.0])
+    trained = [t for t, w in zip(s.input_ids, s.weights) if w]
+    assert trained == sampled and s.input_ids[-len(sampled):] == sampled
+    with pytest.raises(ValueError):
+        episode_to_sequence(tok, ep, [1.0, 1.0, 1.0])
+
+
+# ---------------------------------------------------------------- loss
+def hand_loss(model, batch):
+    num, den = 0.0, 0
+    for s in batch:
+        ids = torch.tensor([s.input_ids])
+        logits = model(input_ids=ids).logits[0].double()
+        logp = logits - logits.exp().sum(-1, keepdim=True).log()  # log-softmax by hand
+        for t in range(1, len(s.input_ids)):
+            if s.weights[t]:
+                num -= s.weights[t] * logp[t - 1, s.input_ids[t]].item()
+                den += 1
+    return num / den
+
+
+def test_masked_loss_equals_hand_cross_entropy(tok, tmp_path):
+    model = tiny(tok)
+    tr = Trainer(model, tok, cfg(), tmp_path, ref_model=False)
+    batch = seqs()
+    loss, stats = tr.loss(batch)
+    with torch.no_grad():
+        expected = hand_loss(tr.model, batch)
+    assert math.isclose(loss.item(), expected, rel_tol=1e-5)
+    assert stats["tokens"] == sum(1 for s in batch for w in s.weights[1:] if w)
+    tr2 = Trainer(tiny(tok), tok, cfg(loss_normalization="sequences"), tmp_path / "b", ref_model=False)
+    loss2, _ = tr2.loss(batch)
+    assert math.isclose(loss2.item(), expected * stats["tokens"] / len(batch), rel_tol=1e-5)
+
+
+def test_only_weighted_positions_get_gradient(tok, tmp_path):
+    tr = Trainer(tiny(tok), tok, cfg(), tmp_path, ref_model=False)
+    batch = seqs(3)
+    captured = {}
+    orig = tr._logits
+
+    def grab(model, ids, mask):
+        out = orig(model, ids, mask)
+        out.retain_grad()
+        captured["logits"] = out
+        return out
+    tr._logits = grab
+    loss, _ = tr.loss(batch)
+    loss.backward()
+    g = captured["logits"].grad.abs().sum(-1)  # [B, T-1]; row t predicts token t+1
+    for r, s in enumerate(batch):
+        for t in range(g.shape[1]):
+            target_w = s.weights[t + 1] if t + 1 < len(s.weights) else 0.0
+            assert (g[r, t] > 0) == (target_w != 0), (r, t)
+
+
+@pytest.mark.parametrize("est", ["k1", "k2", "k3", "full"])
+def test_kl_zero_when_policy_equals_reference(tok, tmp_path, est):
+    tr = Trainer(tiny(tok), tok, cfg(kl_estimator=est), tmp_path)  # ref = frozen copy
+    batch = [Sequence(s.input_ids, [0.0] * len(s.input_ids), [1.0] * len(s.input_ids)) for s in seqs(3)]
+    loss, stats = tr.loss(batch)
+    assert abs(stats["kl"]) < 1e-6 and abs(loss.item()) < 1e-6 and stats["kl_count"] > 0
+
+
+def test_kl_estimators_match_formulas(tok, tmp_path):
+    logits = torch.tensor([[[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]]])
+    ref = torch.tensor([[[0.0, 1.0, 0.0], [1.0, -1.0, 2.0]]])
+    tgt = torch.tensor([[0, 2]])
+    sel = torch.ones_like(tgt, dtype=torch.bool)
+    p, q = torch.softmax(logits, -1)[0], torch.softmax(ref, -1)[0]
+    lp = torch.log(p[[0, 1], [0, 2]])
+    lq = torch.log(q[[0, 1], [0, 2]])
+    want = {"k1": lp - lq, "k2": 0.5 * (lp - lq) ** 2, "k3": torch.exp(lq - lp) - (lq - lp) - 1,
+            "full": (p * (p.log() - q.log())).sum(-1)}
+    tr = Trainer(tiny(tok), tok, cfg(), tmp_path, ref_model=False)
+    for est, w in want.items():
+        tr.cfg.kl_estimator = est
+        assert torch.allclose(tr.kl_terms(logits, ref, tgt, sel), w, atol=1e-6), est
+
+
+def test_kl_term_enters_loss_after_update(tok, tmp_path):
+    tr = Trainer(tiny(tok), tok, cfg(lr=5e-2), tmp_path)
+    batch = [Sequence(s.input_ids, s.weights, [0.5] * len(s.input_ids)) for s in seqs(4)]
+    tr.step(batch)
+    _, st = tr.loss(batch)
+    assert st["kl"] > 0  # full KL is non-negative and the policy moved
+
+
+# ---------------------------------------------------------------- resume
+def test_killed_and_resumed_run_matches_uninterrupted(tok, tmp_path):
+    data = seqs(10)
+    a = Trainer(tiny(tok), tok, cfg(steps=6, save_every=3), tmp_path / "a", ref_model=False)
+    a.fit(data)
+    # "killed" after the step-3 checkpoint: a fresh process (new model/trainer) trains 3 steps then stops
+    b = Trainer(tiny(tok), tok, cfg(steps=6, save_every=3), tmp_path / "b", ref_model=False)
+    b.fit(data, steps=3)
+    assert b.step_count == 3
+    c = Trainer(tiny(tok), tok, cfg(steps=6, save_every=3), tmp_path / "b", ref_model=False)
+    c.fit(data)
+    assert c.step_count == 6
+    for (n1, p1), (n2, p2) in zip(a.model.state_dict().items(), c.model.state_dict().items()):
+        assert n1 == n2 and torch.equal(p1, p2), n1
+    assert (tmp_path / "b" / "train_log.jsonl").exists()
+    assert c.plot(tmp_path / "curves.png").exists()
+
+
+def test_save_policy_loads_with_models_load(tok, tmp_path):
+    from scorebench.models import load
+    tr = Trainer(tiny(tok), tok, cfg(lora=True, lora_r=2, lora_alpha=4, lora_target_modules=["q_proj", "v_proj"],
+                                     lr=5e-2), tmp_path / "t")
+    tr.step(seqs(4))
+    path = tr.save_policy(tmp_path / "policy")
+    assert (path / ".complete").exists()
+    m, _ = load(str(path))
+    ids = torch.tensor([seqs(1)[0].input_ids])
+    with torch.no_grad():
+        assert torch.allclose(m(input_ids=ids).logits, tr.model(input_ids=ids).logits, atol=1e-5)
+    # with LoRA the reference is the adapter-disabled model: KL > 0 once the adapter moved
+    batch = [Sequence(s.input_ids, [0.0] * len(s.input_ids), [1.0] * len(s.input_ids)) for s in seqs(2)]
+    assert tr.loss(batch)[1]["kl"] > 0
