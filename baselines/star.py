@@ -134,8 +134,9 @@ class StarMethod(Method):
             if not seqs:
                 raise RuntimeError(f"{ctx.config.method}: no traces survived filtering (see dataset_stats.json)")
             trainer = sft(ctx, model, tcfg, seqs, "train" + suffix)
-            model = trainer.model.merge_and_unload() if tcfg.lora else trainer.model
             if it + 1 < mcfg.iterations:
+                # the next round samples from, and fine-tunes, the current weights (LoRA merged in first)
+                model = trainer.model.merge_and_unload() if tcfg.lora else trainer.model
                 from scorebench.engines.hf import HFEngine
                 engine = HFEngine(model=model, tokenizer=tok, batch_size=ctx.config.batch_size)
                 if hasattr(engine, "refresh"):

@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="train a method (if it trains) and evaluate it with the shared protocol")
     r.add_argument("--method", default="base", help="registered method (see `scorebench methods`)")
     r.add_argument("--task", required=True, help="registered task (see `scorebench tasks`)")
+    r.add_argument("--train-task", default=None, help="task whose train split trains the method (default: --task)")
     r.add_argument("--model", default=None, help="HF model id or local dir (default: embedded SmolLM2-135M)")
     r.add_argument("--engine", default="hf", help="hf (CPU/GPU) or vllm (GPU)")
     r.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
@@ -57,6 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="results/bench.md", help="where to write the table")
     b.add_argument("--model", default=None, help="model to benchmark (default: embedded)")
 
+    rp = sub.add_parser("reproduce", help="run every row of one of the paper's tables and write it beside the paper's")
+    rp.add_argument("--table", type=int, required=True, choices=[1, 2, 3, 4])
+    rp.add_argument("--task", default=None, help="task (default: arith for tables 1, 2, 4; humaneval for 3)")
+    rp.add_argument("--preset", default="cpu-small", help="training preset: cpu-small, paper, or a JSON file")
+    rp.add_argument("--model", default=None, help="HF model id or local dir (default: embedded SmolLM2-135M)")
+    rp.add_argument("--engine", default="hf", help="hf (CPU/GPU) or vllm (GPU)")
+    rp.add_argument("--limit", type=int, default=None, help="evaluate on the first N test problems")
+    rp.add_argument("--max-new-tokens", type=int, default=None, help="tokens per attempt (default: task's)")
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--task-arg", action="append", metavar="K=V", help="task constructor argument (repeatable)")
+    rp.add_argument("--runs-dir", default="runs", help="where row run directories live (reused when present)")
+    rp.add_argument("--out", default=None, help="where the table files go (default: results/table<N>-<task>)")
+
     sub.add_parser("tasks", help="list tasks")
     sub.add_parser("methods", help="list methods")
     t = sub.add_parser("table", help="recompute metrics from run directories and print a markdown table")
@@ -67,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(a) -> int:
     from .runner import RunConfig, run
-    cfg = RunConfig(method=a.method, task=a.task, model=a.model, engine=a.engine, dtype=a.dtype, limit=a.limit,
+    cfg = RunConfig(method=a.method, task=a.task, train_task=a.train_task, model=a.model, engine=a.engine, dtype=a.dtype, limit=a.limit,
                     turns=a.turns, temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens,
                     seed=a.seed, batch_size=a.batch_size, task_args=_kv(a.task_arg, "--task-arg"),
                     method_args=_kv(a.method_arg, "--method-arg"))
@@ -78,6 +92,20 @@ def cmd_run(a) -> int:
     out = run(cfg, a.out)
     print((out / "table.md").read_text(), end="")
     print(f"run directory: {out}")
+    return 0
+
+
+def cmd_reproduce(a) -> int:
+    from pathlib import Path
+
+    from .reproduce import TABLES, reproduce
+    from .runner import RunConfig
+    task = a.task or TABLES[a.table].task
+    base = RunConfig(task=task, model=a.model, engine=a.engine, limit=a.limit, max_new_tokens=a.max_new_tokens,
+                     seed=a.seed, task_args=_kv(a.task_arg, "--task-arg"), method_args={"preset": a.preset})
+    out = Path(a.out or f"results/table{a.table}-{task}")
+    reproduce(a.table, base, Path(a.runs_dir), out)
+    print((out / f"table{a.table}.md").read_text(), end="")
     return 0
 
 
@@ -122,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from .tasks.base import DataError
     a = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "tasks": cmd_tasks, "methods": cmd_methods, "table": cmd_table,
-                "bench": cmd_bench}
+                "bench": cmd_bench, "reproduce": cmd_reproduce}
     known = (CLIError, UnknownName, ModelError, RunDirError, DataError, ValueError, FileNotFoundError)
     try:
         from .engines.vllm import EngineUnavailable

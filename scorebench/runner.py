@@ -25,6 +25,8 @@ class RunConfig:
     """Registered method name (``scorebench methods``)."""
     task: str = "arith"
     """Registered task name (``scorebench tasks``)."""
+    train_task: str | None = None
+    """Task whose train split trained methods use; None = ``task`` (the paper trains on MBPP for HumanEval)."""
     model: str | None = None
     """HF model id or local directory; None = the embedded SmolLM2-135M-Instruct."""
     engine: str = "hf"
@@ -57,6 +59,8 @@ class RunConfig:
 
 def validate(cfg: RunConfig) -> None:
     TASKS.get(cfg.task)
+    if cfg.train_task:
+        TASKS.get(cfg.train_task)
     METHODS.get(cfg.method)
     ENGINES.get(cfg.engine)
     if cfg.turns < 1:
@@ -92,9 +96,13 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) ->
         record["sandbox"] = sandbox_kind()
     rd.init(record)
 
-    if method.trains and not (rd.path / "policy" / ".complete").exists():
-        ctx = RunContext(config=cfg, task=task, engine=engine, run_dir=rd)
-        policy = method.train(ctx)
+    if method.trains:
+        policy = rd.path / "policy"
+        if not (policy / ".complete").exists():  # a finished policy is reused: training is never redone
+            train_task = TASKS.get(cfg.train_task)(**cfg.task_args) if cfg.train_task else task
+            t_train = time.time()
+            policy = method.train(RunContext(config=cfg, task=train_task, engine=engine, run_dir=rd))
+            rd.update_config(train_seconds=round(time.time() - t_train, 1))
         if policy is not None:
             engine = get_engine(cfg.engine, model_name=str(policy), dtype=cfg.dtype, batch_size=cfg.batch_size)
 

@@ -1,0 +1,178 @@
+"""``scorebench reproduce --table N``: run every row of one of the paper's tables and write it beside the paper's.
+
+Rows reuse run directories: a row's directory is named by the hash of its resolved config, and ``run`` resumes
+(or returns at once) when that directory already holds the finished run, so re-running a table recomputes
+nothing. Every number in the emitted table is recomputed from the rows' ``episodes.jsonl``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shlex
+import time
+from dataclasses import asdict, dataclass, replace
+from importlib.resources import files
+from pathlib import Path
+
+from . import tables
+from .rundir import RunDir, write_json
+from .runner import RunConfig, run
+
+MATH_COLS = [("acc_t1", "Acc@t1"), ("acc_t2", "Acc@t2"), ("delta", "Δ(t1,t2)"), ("delta_i2c", "Δ i→c"),
+             ("delta_c2i", "Δ c→i")]
+
+
+@dataclass(frozen=True)
+class Table:
+    number: int
+    title: str
+    rows: tuple[tuple[str, str], ...]
+    """(method, label as in the paper)."""
+    task: str
+    train_task: str | None = None
+    mbpp_r: bool = False
+    cols: tuple = tuple(MATH_COLS)
+
+
+TABLES = {
+    1: Table(1, "Self-correction after SFT on self-generated data", (
+        ("base", "Base model"), ("star", "STaR D_StaR"), ("star+", "STaR D+_StaR"), ("pair-sft", "Pair-SFT D_SFT"),
+        ("pair-sft+", "Pair-SFT D+_SFT")), task="arith"),
+    2: Table(2, "Self-correction on the test split (MATH500 in the paper)", (
+        ("base", "Base model"), ("self-refine", "Self-Refine"), ("star+", "STaR D+_StaR"),
+        ("pair-sft", "Pair-SFT D_SFT"), ("score", "SCoRe")), task="arith"),
+    3: Table(3, "Code: HumanEval with MBPP-R (trained on MBPP)", (
+        ("base", "Base model"), ("self-refine", "Self-Refine"), ("pair-sft", "Pair-SFT"), ("score", "SCoRe")),
+        task="humaneval", train_task="mbpp", mbpp_r=True),
+    4: Table(4, "SCoRe ablations", (
+        ("score", "SCoRe"), ("score-single-turn", "w/o multi-turn training"), ("score-no-stage1", "w/o Stage I"),
+        ("score-no-shaping", "w/o reward shaping"), ("score-star-stage2", "w/ STaR instead of REINFORCE in Stage II")),
+        task="arith", cols=tuple(MATH_COLS[:3])),
+}
+
+
+def paper_numbers(number: int) -> dict[str, list[float]]:
+    return json.loads((files("scorebench") / "data" / "paper_tables.json").read_text())[str(number)]
+
+
+def command_for(cfg: RunConfig, out: Path) -> str:
+    """The ``scorebench run`` command that (re)makes a row's run directory."""
+    parts = ["scorebench", "run", "--method", cfg.method, "--task", cfg.task]
+    if cfg.train_task:
+        parts += ["--train-task", cfg.train_task]
+    if cfg.model:
+        parts += ["--model", cfg.model]
+    if cfg.engine != "hf":
+        parts += ["--engine", cfg.engine]
+    if cfg.limit:
+        parts += ["--limit", str(cfg.limit)]
+    if cfg.max_new_tokens:
+        parts += ["--max-new-tokens", str(cfg.max_new_tokens)]
+    if cfg.seed:
+        parts += ["--seed", str(cfg.seed)]
+    for k, v in cfg.task_args.items():
+        parts += ["--task-arg", f"{k}={json.dumps(v)}"]
+    for k, v in cfg.method_args.items():
+        parts += ["--preset", str(v)] if k == "preset" else ["--method-arg", f"{k}={json.dumps(v)}"]
+    parts += ["--out", str(out)]
+    return shlex.join(parts)
+
+
+def row_configs(t: Table, base: RunConfig) -> list[tuple[str, str, RunConfig, RunConfig | None]]:
+    """(method, label, main run config, MBPP-R run config or None) per row."""
+    out = []
+    for method, label in t.rows:
+        cfg = replace(base, method=method, task=base.task or t.task,
+                      train_task=base.train_task or t.train_task)
+        out.append((method, label, cfg, None))
+    return out
+
+
+def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progress: bool = True) -> dict:
+    if number not in TABLES:
+        raise ValueError(f"--table must be one of {sorted(TABLES)}, got {number}")
+    t = TABLES[number]
+    runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for method, label, cfg, _ in row_configs(t, base):
+        rdir = runs_dir / f"{method}-{cfg.task}-{cfg.key()}"
+        t0 = time.time()
+        run(cfg, rdir, progress=progress)
+        row = {"method": method, "label": label, "run": str(rdir), "command": command_for(cfg, rdir),
+               "seconds": round(time.time() - t0, 1), "metrics": tables.recompute(rdir)}
+        if t.mbpp_r:
+            policy = rdir / "policy"
+            rcfg = replace(cfg, task="mbpp-r", train_task=None,
+                           **({"method": "base", "model": str(policy), "method_args": {}} if policy.exists() else {}))
+            rrdir = runs_dir / f"{method}-mbpp-r-{rcfg.key()}"
+            run(rcfg, rrdir, progress=progress)
+            row.update(mbpp_r_run=str(rrdir), mbpp_r_command=command_for(rcfg, rrdir),
+                       mbpp_r=tables.recompute(rrdir)["acc_t2"])
+        rows.append(row)
+    result = {"table": number, "title": t.title, "task": base.task or t.task, "rows": rows}
+    write_outputs(t, result, out_dir)
+    return result
+
+
+def _cells(t: Table, row: dict, paper: list[float] | None) -> list[tuple[str, str]]:
+    """(ours, paper) per column."""
+    m = row["metrics"]
+    cells = []
+    keys = ([("mbpp_r", "MBPP-R")] if t.mbpp_r else []) + list(t.cols)
+    for i, (key, _) in enumerate(keys):
+        ours = f"{100 * row['mbpp_r']:.1f}" if key == "mbpp_r" else tables.fmt(m, key)
+        theirs = f"{paper[i]:.1f}" if paper else "–"
+        cells.append((ours, theirs))
+    return cells
+
+
+def headers(t: Table) -> list[str]:
+    return (["MBPP-R"] if t.mbpp_r else []) + [h for _, h in t.cols]
+
+
+def write_outputs(t: Table, result: dict, out_dir: Path) -> None:
+    paper = paper_numbers(t.number)
+    hs = headers(t)
+    md = [f"# Table {t.number}: {t.title} — task `{result['task']}`", "",
+          "Ours: percentages with paired-bootstrap 95% CIs, recomputed from each row's run directory. "
+          "Paper: Kumar et al. 2024 (Gemini models; MATH500 / HumanEval).", "",
+          "| method | n | " + " | ".join(f"{h} (ours) | {h} (paper)" for h in hs) + " |",
+          "|---|---|" + "---|---|" * len(hs)]
+    csv_buf = io.StringIO()
+    w = csv.writer(csv_buf)
+    w.writerow(["method", "label", "n"] + [f"{h} {s}" for h in hs for s in ("ours", "ours_lo", "ours_hi", "paper")])
+    tex = ["\\begin{tabular}{l" + "rr" * len(hs) + "}", "\\toprule",
+           "Method & " + " & ".join(f"{_tex(h)} (ours) & {_tex(h)} (paper)" for h in hs) + " \\\\", "\\midrule"]
+    for row in result["rows"]:
+        cells = _cells(t, row, paper.get(row["method"]))
+        m = row["metrics"]
+        md.append(f"| {row['label']} | {m.get('n', 0)} | " + " | ".join(f"{a} | {b}" for a, b in cells) + " |")
+        vals = []
+        keys = (["mbpp_r"] if t.mbpp_r else []) + [k for k, _ in t.cols]
+        for i, k in enumerate(keys):
+            p = paper.get(row["method"])
+            if k == "mbpp_r":
+                vals += [round(100 * row["mbpp_r"], 2), "", ""]
+            else:
+                lo, hi = m.get("ci95", {}).get(k, [None, None])
+                vals += [round(100 * m[k], 2) if k in m else "", round(100 * lo, 2) if lo is not None else "",
+                         round(100 * hi, 2) if hi is not None else ""]
+            vals.append(p[i] if p else "")
+        w.writerow([row["method"], row["label"], m.get("n", 0)] + vals)
+        tex.append(_tex(row["label"]) + " & " + " & ".join(f"{_tex(a)} & {b}" for a, b in cells) + " \\\\")
+    tex += ["\\bottomrule", "\\end{tabular}"]
+    md += ["", "Commands (each row's run directory is the source of its numbers):", ""]
+    md += [f"- {row['label']}: `{row['command']}` ({row['seconds']} s in this invocation)" for row in result["rows"]]
+    md += [f"- {row['label']} MBPP-R: `{row['mbpp_r_command']}`" for row in result["rows"] if "mbpp_r_command" in row]
+    stem = f"table{t.number}"
+    (out_dir / f"{stem}.md").write_text("\n".join(md) + "\n")
+    (out_dir / f"{stem}.csv").write_text(csv_buf.getvalue())
+    (out_dir / f"{stem}.tex").write_text("\n".join(tex) + "\n")
+    write_json(out_dir / f"{stem}.json", result)
+
+
+def _tex(s: str) -> str:
+    return (s.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%").replace("Δ", "$\\Delta$")
+            .replace("→", "$\\to$").replace("&", "\\&").replace("[", "{[}").replace("]", "{]}"))
