@@ -71,6 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--runs-dir", default="runs", help="where row run directories live (reused when present)")
     rp.add_argument("--out", default=None, help="where the table files go (default: results/table<N>-<task>)")
 
+    pl = sub.add_parser("plot", help="figures (PNG + PDF) from run directories")
+    pl.add_argument("runs", nargs="+", help="run directories")
+    pl.add_argument("--out", default="figures", help="output directory")
+
+    sc = sub.add_parser("scaling", help="parallel sampling vs sequential self-correction at equal sample budgets")
+    sc.add_argument("--task", required=True)
+    sc.add_argument("--model", default=None, help="HF model id, local dir, or RUN_DIR/policy")
+    sc.add_argument("--limit", type=int, default=None)
+    sc.add_argument("--budgets", default="1,2,4,8", help="comma-separated samples per problem")
+    sc.add_argument("--temperature", type=float, default=1.0)
+    sc.add_argument("--max-new-tokens", type=int, default=None)
+    sc.add_argument("--seed", type=int, default=0)
+    sc.add_argument("--batch-size", type=int, default=32)
+    sc.add_argument("--out", required=True, help="output directory (episodes, scaling.json, figure)")
+
     sub.add_parser("tasks", help="list tasks")
     sub.add_parser("methods", help="list methods")
     t = sub.add_parser("table", help="recompute metrics from run directories and print a markdown table")
@@ -106,6 +121,34 @@ def cmd_reproduce(a) -> int:
     out = Path(a.out or f"results/table{a.table}-{task}")
     reproduce(a.table, base, Path(a.runs_dir), out)
     print((out / f"table{a.table}.md").read_text(), end="")
+    return 0
+
+
+def cmd_plot(a) -> int:
+    from pathlib import Path
+
+    from .plots import all_figures
+    for r in a.runs:
+        if not os.path.isdir(r):
+            raise CLIError(f"{r} is not a directory")
+    for p in all_figures([Path(r) for r in a.runs], Path(a.out)):
+        print(p)
+    return 0
+
+
+def cmd_scaling(a) -> int:
+    from . import get_task
+    from .engines import get_engine
+    from .scaling import run_scaling
+    try:
+        budgets = [int(b) for b in a.budgets.split(",")]
+    except ValueError:
+        raise CLIError(f"--budgets expects comma-separated integers, got {a.budgets!r}") from None
+    task = get_task(a.task)
+    test = task.test()[:a.limit] if a.limit else task.test()
+    engine = get_engine("hf", model_name=a.model, batch_size=a.batch_size)
+    r = run_scaling(engine, task, test, budgets, a.out, a.temperature, a.max_new_tokens, a.seed)
+    print(json.dumps(r, indent=1))
     return 0
 
 
@@ -150,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     from .tasks.base import DataError
     a = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "tasks": cmd_tasks, "methods": cmd_methods, "table": cmd_table,
-                "bench": cmd_bench, "reproduce": cmd_reproduce}
+                "bench": cmd_bench, "reproduce": cmd_reproduce,
+                "plot": cmd_plot, "scaling": cmd_scaling}
     known = (CLIError, UnknownName, ModelError, RunDirError, DataError, ValueError, FileNotFoundError)
     try:
         from .engines.vllm import EngineUnavailable

@@ -113,6 +113,8 @@ def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progr
         rows.append(row)
     result = {"table": number, "title": t.title, "task": base.task or t.task, "rows": rows}
     write_outputs(t, result, out_dir)
+    from .plots import all_figures
+    all_figures([Path(r["run"]) for r in rows], out_dir / "figures", [r["label"] for r in rows])
     return result
 
 

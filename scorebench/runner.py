@@ -116,7 +116,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) ->
         run_protocol(engine, task, todo, params, protocol=method.protocol(cfg.turns), on_episodes=rd.append_episodes,
                      chunk_size=cfg.batch_size, progress=progress)
     finalize(rd)
-    rd.update_config(eval_seconds=round(time.time() - t0, 1))
+    rd.update_config(total_seconds=round(time.time() - t0, 1))
     return out
 
 
