@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from scorebench.method import Method
 from scorebench.protocol import Episode, ProtocolConfig, Turn, run_protocol
 
-from .star import is_right, read_dataset, sampling_params, sft, subset, write_dataset
+from .star import finish, is_right, read_dataset, sampling_params, sft, subset, write_dataset
 from scorebench.training import episode_to_sequence, resolve_method_config
 
 
@@ -104,7 +104,7 @@ class PairSFTMethod(Method):
         if not seqs:
             raise RuntimeError(f"{ctx.config.method}: no pairs could be built (see dataset_stats.json)")
         trainer = sft(ctx, ctx.engine.model, tcfg, seqs, "train")
-        return trainer.save_policy(rd / "policy")
+        return finish(trainer, rd / "policy")
 
 
 class PairSFTPlusMethod(PairSFTMethod):

@@ -93,6 +93,15 @@ def sft(ctx, model, train_cfg, sequences: list[Sequence], name: str) -> Trainer:
     return trainer
 
 
+def finish(trainer: Trainer, path):
+    """Save the merged policy, then drop the training checkpoints (about 3x the model in size): once
+    ``policy/.complete`` exists the runner never resumes training."""
+    import shutil
+    out = trainer.save_policy(path)
+    shutil.rmtree(trainer.ckpt_dir, ignore_errors=True)
+    return out
+
+
 def turn2_weights(ep: Episode) -> list[float]:
     """SFT weight 1 on the last graded attempt only."""
     n = len(ep.attempts)
@@ -141,7 +150,7 @@ class StarMethod(Method):
                 engine = HFEngine(model=model, tokenizer=tok, batch_size=ctx.config.batch_size)
                 if hasattr(engine, "refresh"):
                     engine.refresh()
-        return trainer.save_policy(rd / "policy")
+        return finish(trainer, rd / "policy")
 
 
 class StarPlusMethod(StarMethod):

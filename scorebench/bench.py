@@ -126,7 +126,7 @@ def bench_generation(model, tokenizer, batches, max_new_tokens: int, convs_per_b
     params = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens, seed=1234)
     rows = []
     for b in batches:
-        convs = two_turn_conversations(convs_per_batch * b)
+        convs = two_turn_conversations(max(2, convs_per_batch * b))
         plain = HFEngine(model=model, tokenizer=tokenizer, fast=False, batch_size=b)
         fast = HFEngine(model=model, tokenizer=tokenizer, fast=True, batch_size=b)
         fast.refresh()
@@ -187,8 +187,8 @@ def run_bench(quick: bool = False, out: str | None = "results/bench.md", model: 
     bw = copy_bandwidth(256 if quick else 512)
 
     batches = QUICK_BATCHES if quick else GEN_BATCHES
-    max_new = 48 if quick else 128
-    rows = bench_generation(m, tok, batches, max_new, convs_per_batch=1 if quick else 2, log=log)
+    max_new = 48 if quick else 96
+    rows = bench_generation(m, tok, batches, max_new, convs_per_batch=1, log=log)
 
     log("code grading ...")
     from .sandbox import bench_grading
@@ -216,7 +216,7 @@ def run_bench(quick: bool = False, out: str | None = "results/bench.md", model: 
          f"| FLOPs per token (2 × params) | {2 * params / 1e9:.2f} GFLOP |", "",
          "## Sampling: transformers `generate` vs our engine", "",
          f"Turn-2 prompts (arith problem + attempt + self-correction instruction), temperature 1, "
-         f"max_new_tokens {max_new}, {'1' if quick else '2'} × batch conversations per row; both engines use "
+         f"max_new_tokens {max_new}, one batch of conversations per row (2 at batch 1); both engines use "
          "the same model object and batch size. tok/s = generated tokens / wall (prefill included); decode "
          "tok/s excludes our prefill time and is what the roofline bounds; TTFT = wall of a max_new_tokens=1 "
          "call on one batch; peak RSS = process high-water mark during the row.", "",

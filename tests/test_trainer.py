@@ -211,3 +211,14 @@ def test_save_policy_loads_with_models_load(tok, tmp_path):
     # with LoRA the reference is the adapter-disabled model: KL > 0 once the adapter moved
     batch = [Sequence(s.input_ids, [0.0] * len(s.input_ids), [1.0] * len(s.input_ids)) for s in seqs(2)]
     assert tr.loss(batch)[1]["kl"] > 0
+
+
+def test_bf16_lora_checkpointing_after_fp32_trainer(tok, tmp_path):
+    Trainer(tiny(tok), tok, cfg(), tmp_path / "a", ref_model=False)
+    tr = Trainer(tiny(tok), tok, cfg(dtype="bfloat16", lora=True, gradient_checkpointing=True, kl_estimator="k3",
+                                     lr_schedule="cosine", warmup_steps=1), tmp_path / "b")
+    assert tr.accelerator.mixed_precision == "bf16"
+    batch = [Sequence(s.input_ids, s.weights, [0.1] * len(s.input_ids)) for s in seqs(4)]
+    first = tr.step(batch)
+    assert math.isfinite(first["loss"]) and first["grad_norm"] > 0
+    assert tr.step(batch)["kl"] > 0

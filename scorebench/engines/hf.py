@@ -10,8 +10,9 @@ Two paths:
   with fused QKV and gate/up projections, a preallocated KV cache, one prefill per conversation shared by its
   ``n`` samples, and continuous refill (a finished row is replaced at once by a waiting sample, so the batch
   stays full). The residual stream and norms stay fp32; only matmul inputs are cast. Sampling draws from the
-  exact softmax (temperature, nucleus top_p) with one generator per (conversation, sample), so a sample
-  depends on the seed, the conversation's index and k only — not on batch composition.
+  exact softmax (temperature, nucleus top_p) with one generator per (conversation index, sample k) seeded from
+  ``seed``, so equal seeds give equal samples and the draw does not depend on which slot a sample lands in
+  (bf16 logits can still differ in the last bits between batch sizes).
 * ``fast=False`` (or an unsupported architecture): plain transformers ``model.generate``.
 
 Weight freshness: the snapshot is rebuilt automatically at the start of ``generate`` whenever any parameter

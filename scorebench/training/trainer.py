@@ -39,7 +39,15 @@ class Trainer:
         self.step_count = 0
         self.planned_steps = cfg.steps
         torch.manual_seed(cfg.seed)
-        self.accelerator = Accelerator(mixed_precision="bf16" if cfg.dtype == "bfloat16" else "no")
+        mp = "bf16" if cfg.dtype == "bfloat16" else "no"
+        try:
+            self.accelerator = Accelerator(mixed_precision=mp)
+        except ValueError:
+            # accelerate keeps one process-wide state; a second Trainer in the same process (tests, a method with
+            # an fp32 and a bf16 stage) may ask for another precision. Reset only the per-run part and retry.
+            from accelerate.state import AcceleratorState
+            AcceleratorState._reset_state(reset_partial_state=False)
+            self.accelerator = Accelerator(mixed_precision=mp)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         model.float()  # master weights in float32; bf16 runs under autocast
         if cfg.gradient_checkpointing:

@@ -1,0 +1,83 @@
+"""`reproduce` end to end on a tiny preset and a tiny random model; every cell checked against its run dir."""
+import csv
+import json
+
+import pytest
+import torch
+
+from scorebench.protocol import Episode, Turn
+from scorebench.scaling import curve, vote
+
+
+def _t(pred, reward):
+    return Turn("p", str(pred), reward=reward, info={"pred": pred})
+
+
+def test_vote_majority_and_ties():
+    assert vote([_t(3, 0.0), _t(4, 1.0), _t(4, 1.0)]) == 1.0
+    assert vote([_t(3, 0.0), _t(4, 1.0)]) == 0.0       # tie: the earliest answer wins
+    assert vote([_t(None, 1.0), _t(5, 0.0)]) == 0.0    # no answer, no vote
+    assert vote([]) == 0.0
+
+
+def test_scaling_curve_equal_budgets():
+    par = [Episode(f"a#{k}", [_t(p, float(p == 7))]) for k, p in enumerate([1, 7, 7, 2])]
+    seq = [Episode(f"a#{k}", [_t(1, 0.0), _t(p, float(p == 7))]) for k, p in enumerate([7, 3])]
+    c = curve(par, seq, [1, 2, 4])
+    assert c["parallel"] == [0.0, 0.0, 1.0]   # b=1: [1]; b=2: [1,7] tie → 1; b=4: 7 wins
+    assert c["sequential"] == [1.0, 1.0, 1.0]  # b=1,2: one chain ending in 7; b=4: [7,3] tie → 7
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      num_key_value_heads=1, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                      eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    d = tmp_path_factory.mktemp("tiny-model")
+    LlamaForCausalLM(cfg).save_pretrained(d)
+    tokenizer.save_pretrained(d)
+    return d
+
+
+TINY_PRESET = {"lr": 1e-3, "batch_size": 4, "steps": 1, "save_every": 0,
+               "star": {"n_problems": 4}, "star+": {"n_problems": 4},
+               "pair-sft": {"n_problems": 4, "samples_per_problem": 2},
+               "score": {"stage1_steps": 1, "stage2_steps": 1, "problems_per_step": 2, "samples_per_problem": 2}}
+
+
+def test_reproduce_table2_end_to_end(tiny_model_dir, tmp_path):
+    from scorebench.reproduce import reproduce
+    from scorebench.rundir import RunDir
+    from scorebench.runner import RunConfig
+    from scorebench.tables import recompute
+    preset = tmp_path / "tiny.json"
+    preset.write_text(json.dumps(TINY_PRESET))
+    base = RunConfig(task="arith", model=str(tiny_model_dir), limit=3, max_new_tokens=4, batch_size=8,
+                     task_args={"n_train": 20, "n_test": 5}, method_args={"preset": str(preset)})
+    out = tmp_path / "table"
+    result = reproduce(2, base, tmp_path / "runs", out, progress=False)
+    assert [r["method"] for r in result["rows"]] == ["base", "self-refine", "star+", "pair-sft", "score"]
+    rows = list(csv.DictReader((out / "table2.csv").open()))
+    md = (out / "table2.md").read_text()
+    assert len(rows) == 5
+    for row, res in zip(rows, result["rows"]):
+        rd = RunDir(res["run"])
+        assert rd.config()["config"]["method"] == row["method"]
+        m = recompute(res["run"])
+        assert int(row["n"]) == m["n"] == 3
+        for key, head in [("acc_t1", "Acc@t1"), ("acc_t2", "Acc@t2"), ("delta", "Δ(t1,t2)"),
+                          ("delta_i2c", "Δ i→c"), ("delta_c2i", "Δ c→i")]:
+            assert float(row[f"{head} ours"]) == pytest.approx(round(100 * m[key], 2))
+            lo, hi = m["ci95"][key]
+            assert float(row[f"{head} ours_lo"]) == pytest.approx(round(100 * lo, 2))
+            assert float(row[f"{head} ours_hi"]) == pytest.approx(round(100 * hi, 2))
+        assert res["command"] in md
+    assert rows[4]["Acc@t1 paper"] == "60.0" and rows[0]["Δ c→i paper"] == "15.8"
+    assert (out / "table2.tex").read_text().count("\\\\") == 6
+    assert (out / "figures" / "accuracy.png").exists() and (out / "figures" / "edit_distance.pdf").exists()
+    # A second invocation reuses every run directory: no episode is regenerated.
+    sizes = {r["run"]: (RunDir(r["run"]).episodes_path.stat().st_mtime_ns) for r in result["rows"]}
+    reproduce(2, base, tmp_path / "runs", out, progress=False)
+    assert sizes == {r["run"]: RunDir(r["run"]).episodes_path.stat().st_mtime_ns for r in result["rows"]}
