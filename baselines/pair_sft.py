@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from scorebench.method import Method
 from scorebench.protocol import Episode, ProtocolConfig, Turn, run_protocol
 
-from .star import finish, is_right, read_dataset, sampling_params, sft, subset, write_dataset
+from .star import finish, is_right, read_dataset, sampling_params, sft, subset, untrained_policy, write_dataset
 from scorebench.training import episode_to_sequence, resolve_method_config
 
 
@@ -102,7 +102,7 @@ class PairSFTMethod(Method):
             write_dataset(rd, rows, stats)
             seqs = [s for _, _, s in rows]
         if not seqs:
-            raise RuntimeError(f"{ctx.config.method}: no pairs could be built (see dataset_stats.json)")
+            return untrained_policy(ctx, "no pairs could be built (see dataset_stats.json)")
         trainer = sft(ctx, ctx.engine.model, tcfg, seqs, "train")
         return finish(trainer, rd / "policy")
 

@@ -102,6 +102,20 @@ def finish(trainer: Trainer, path):
     return out
 
 
+def untrained_policy(ctx, reason: str):
+    """An empty dataset is a result, not a crash: warn, record it, and return the unchanged model as the policy
+    (the row then measures the base model, which is what training on nothing gives)."""
+    import warnings
+    from pathlib import Path
+    warnings.warn(f"{ctx.config.method}: {reason}; the policy is the untrained model")
+    ctx.run_dir.update_config(untrained=reason)
+    path = Path(ctx.run_dir.path) / "policy"
+    ctx.engine.model.save_pretrained(path)
+    ctx.engine.tokenizer.save_pretrained(path)
+    (path / ".complete").write_text("untrained: " + reason)
+    return path
+
+
 def turn2_weights(ep: Episode) -> list[float]:
     """SFT weight 1 on the last graded attempt only."""
     n = len(ep.attempts)
@@ -141,7 +155,9 @@ class StarMethod(Method):
                 write_dataset(rd, rows, stats, suffix)
                 seqs = [s for _, _, s in rows]
             if not seqs:
-                raise RuntimeError(f"{ctx.config.method}: no traces survived filtering (see dataset_stats.json)")
+                if trainer is None:
+                    return untrained_policy(ctx, "no traces survived filtering (see dataset_stats.json)")
+                break  # a later iteration found nothing new: keep the policy trained so far
             trainer = sft(ctx, model, tcfg, seqs, "train" + suffix)
             if it + 1 < mcfg.iterations:
                 # the next round samples from, and fine-tunes, the current weights (LoRA merged in first)
