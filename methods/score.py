@@ -198,7 +198,8 @@ class Score(Method):
             bar.update(1)
             bar.set_postfix(stage=stage, r1=f"{stats['reward_t1']:.2f}", r2=f"{stats.get('reward_t2', 0):.2f}")
         bar.close()
-        trainer.plot(out / "curves.png")
+        from scorebench.plots import training_curves
+        training_curves([ctx.run_dir.path], out / "curves", [self.name], smooth=3)
         return trainer.save_policy(ctx.run_dir.path / "policy")
 
 
