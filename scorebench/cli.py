@@ -177,12 +177,7 @@ def cmd_table(a) -> int:
     for r in a.runs:
         if not os.path.isdir(r):
             raise CLIError(f"{r} is not a directory")
-    text = table_from_runs(a.runs)
-    if a.no_ci:
-        from . import tables
-        from .rundir import RunDir
-        text = tables.table([(*tables.row_label(RunDir(r).config()), tables.recompute(r)) for r in a.runs], ci=False)
-    print(text, end="")
+    print(table_from_runs(a.runs, ci=not a.no_ci), end="")
     return 0
 
 

@@ -7,7 +7,7 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import metrics as M
@@ -129,6 +129,3 @@ def finalize(rd: RunDir) -> dict:
     rd.write_text("table.md", tables.table([(method, task, m)]))
     return m
 
-
-def config_fields() -> list:
-    return fields(RunConfig)

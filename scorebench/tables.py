@@ -45,9 +45,5 @@ def recompute(run: str | Path) -> dict:
     return M.compute(eps, seed=cfg.get("config", {}).get("seed", 0))
 
 
-def table_from_runs(runs: list[str | Path]) -> str:
-    rows = []
-    for r in runs:
-        method, task = row_label(RunDir(r).config())
-        rows.append((method, task, recompute(r)))
-    return table(rows)
+def table_from_runs(runs: list[str | Path], ci: bool = True) -> str:
+    return table([(*row_label(RunDir(r).config()), recompute(r)) for r in runs], ci=ci)

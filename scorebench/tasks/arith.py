@@ -62,14 +62,13 @@ def make_problem(rng: random.Random, steps: int, max_operand: int) -> dict:
     value = rng.randint(1, max_operand)
     parts = [f"{name} has {value} {item}."]
     for k in range(steps):
-        subj = pron if k else pron
         if value > 1 and rng.random() < 0.5:
             n = rng.randint(1, min(max_operand, value))
-            parts.append(rng.choice(SUB).format(s=subj, n=n, o=obj))
+            parts.append(rng.choice(SUB).format(s=pron, n=n, o=obj))
             value -= n
         else:
             n = rng.randint(1, max_operand)
-            parts.append(rng.choice(ADD).format(s=subj, n=n, o=obj))
+            parts.append(rng.choice(ADD).format(s=pron, n=n, o=obj))
             value += n
     parts.append(f"How many {item} does {name} have now?")
     return {"problem": " ".join(parts), "answer": value, "steps": steps}
