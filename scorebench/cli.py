@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--task-arg", action="append", metavar="K=V", help="task constructor argument (repeatable)")
     rp.add_argument("--runs-dir", default="runs", help="where row run directories live (reused when present)")
     rp.add_argument("--out", default=None, help="where the table files go (default: results/table<N>-<task>)")
+    rp.add_argument("--dry-run", action="store_true",
+                    help="print each row's `scorebench run` command (to run elsewhere or in parallel) and stop")
 
     pl = sub.add_parser("plot", help="figures (PNG + PDF) from run directories")
     pl.add_argument("runs", nargs="+", help="run directories")
@@ -113,11 +115,14 @@ def cmd_run(a) -> int:
 def cmd_reproduce(a) -> int:
     from pathlib import Path
 
-    from .reproduce import TABLES, reproduce
+    from .reproduce import TABLES, commands, reproduce
     from .runner import RunConfig
     task = a.task or TABLES[a.table].task
     base = RunConfig(task=task, model=a.model, engine=a.engine, limit=a.limit, max_new_tokens=a.max_new_tokens,
                      seed=a.seed, task_args=_kv(a.task_arg, "--task-arg"), method_args={"preset": a.preset})
+    if a.dry_run:
+        print("\n".join(commands(a.table, base, Path(a.runs_dir))))
+        return 0
     out = Path(a.out or f"results/table{a.table}-{task}")
     reproduce(a.table, base, Path(a.runs_dir), out)
     print((out / f"table{a.table}.md").read_text(), end="")

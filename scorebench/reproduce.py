@@ -16,6 +16,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from . import tables
+from .registry import METHODS
 from .rundir import RunDir, write_json
 from .runner import RunConfig, run
 
@@ -83,21 +84,55 @@ def row_configs(t: Table, base: RunConfig) -> list[tuple[str, str, RunConfig, Ru
     """(method, label, main run config, MBPP-R run config or None) per row."""
     out = []
     for method, label in t.rows:
+        trains = METHODS.get(method).trains
         cfg = replace(base, method=method, task=base.task or t.task,
-                      train_task=base.train_task or t.train_task)
+                      train_task=(base.train_task or t.train_task) if trains else None,
+                      method_args=base.method_args if trains else {})  # a preset cannot change an untrained row
         out.append((method, label, cfg, None))
     return out
 
 
-def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progress: bool = True) -> dict:
+def find_run(runs_dir: Path, cfg: RunConfig) -> Path:
+    """The directory in ``runs_dir`` that already holds ``cfg``'s run (any name: matched by the key recorded in
+    its config.json, or for runs recorded before keys were, by the key of its config when no preset is involved);
+    else the default ``<method>-<task>-<key>``."""
+    key = cfg.key()
+    default = runs_dir / f"{cfg.method}-{cfg.task}-{key}"
+    if default.exists() or not runs_dir.is_dir():
+        return default
+    for p in sorted(runs_dir.glob("*/config.json")):
+        try:
+            rec = json.loads(p.read_text())
+            old = rec.get("key")
+            if old is None and "preset_content" not in rec and not METHODS.get(rec["config"]["method"]).trains:
+                old = RunConfig(**rec["config"]).key()
+        except Exception:
+            continue  # not a run directory of this version
+        if old == key:
+            return p.parent
+    return default
+
+
+def commands(number: int, base: RunConfig, runs_dir: Path) -> list[str]:
+    """The ``scorebench run`` command of every row (``reproduce --dry-run``): run them anywhere, in parallel or on
+    other machines, into ``runs_dir``; ``reproduce`` then finds them and only writes the table."""
+    t = _table(number)
+    return [command_for(cfg, find_run(Path(runs_dir), cfg)) for _, _, cfg, _ in row_configs(t, base)]
+
+
+def _table(number: int) -> Table:
     if number not in TABLES:
         raise ValueError(f"--table must be one of {sorted(TABLES)}, got {number}")
-    t = TABLES[number]
+    return TABLES[number]
+
+
+def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progress: bool = True) -> dict:
+    t = _table(number)
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for method, label, cfg, _ in row_configs(t, base):
-        rdir = runs_dir / f"{method}-{cfg.task}-{cfg.key()}"
+        rdir = find_run(runs_dir, cfg)
         t0 = time.time()
         run(cfg, rdir, progress=progress)
         row = {"method": method, "label": label, "run": str(rdir), "command": command_for(cfg, rdir),

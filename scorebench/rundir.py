@@ -95,6 +95,9 @@ class RunDir:
                               if old.get("config", {}).get(k) != config.get("config", {}).get(k))
                 raise RunDirError(f"{self.path} holds a run with a different config (differs in: "
                                   f"{', '.join(diff)}); choose another --out")
+            if old.get("key") and config.get("key") and old["key"] != config["key"]:
+                raise RunDirError(f"{self.path} was made with a different preset content (key {old['key']}, now "
+                                  f"{config['key']}); choose another --out")
             if not resume:
                 raise RunDirError(f"{self.path} already holds a run; pass --resume or choose another --out")
             config = {**old, "resumed": old.get("resumed", 0) + 1}

@@ -52,9 +52,18 @@ class RunConfig:
     method_args: dict = field(default_factory=dict)
     """Method hyperparameters (see each method's config)."""
 
+    def resolved(self) -> dict:
+        """The config plus, for a method that trains, the content of its preset file (``method_args["preset"]``,
+        default cpu-small) — editing a preset changes the results, so it must change the key too."""
+        d = asdict(self)
+        if METHODS.get(self.method).trains:
+            from .training.config import load_preset
+            d["preset_content"] = load_preset((self.method_args or {}).get("preset", "cpu-small"))
+        return d
+
     def key(self) -> str:
         """A short hash of everything that changes results — names the default run directory."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+        return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()[:8]
 
 
 def validate(cfg: RunConfig) -> None:
@@ -89,8 +98,11 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) ->
     t0 = time.time()
     engine = get_engine(cfg.engine, model_name=cfg.model, dtype=cfg.dtype, batch_size=cfg.batch_size)
     rd = RunDir(out)
-    record = {"config": asdict(cfg), "task": task.describe(), "max_new_tokens": max_new,
+    resolved = cfg.resolved()
+    record = {"config": asdict(cfg), "key": cfg.key(), "task": task.describe(), "max_new_tokens": max_new,
               "engine": engine.describe(), **environment()}
+    if "preset_content" in resolved:
+        record["preset_content"] = resolved["preset_content"]
     if task.kind == "code":
         from .sandbox import sandbox_kind
         record["sandbox"] = sandbox_kind()
