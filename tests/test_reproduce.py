@@ -81,3 +81,30 @@ def test_reproduce_table2_end_to_end(tiny_model_dir, tmp_path):
     sizes = {r["run"]: (RunDir(r["run"]).episodes_path.stat().st_mtime_ns) for r in result["rows"]}
     reproduce(2, base, tmp_path / "runs", out, progress=False)
     assert sizes == {r["run"]: RunDir(r["run"]).episodes_path.stat().st_mtime_ns for r in result["rows"]}
+    # Rows are found under any directory name by the key recorded in their config.json (--dry-run lists them).
+    from scorebench.reproduce import commands
+    star_dir = next(r["run"] for r in result["rows"] if r["method"] == "star+")
+    moved = tmp_path / "runs" / "my-star-plus"
+    (tmp_path / "runs" / star_dir.split("/")[-1]).rename(moved)
+    cmds = commands(2, base, tmp_path / "runs")
+    assert any(c.endswith(f"--out {moved}") and "--method star+" in c for c in cmds)
+    assert all("--preset" not in c for c in cmds if "--method base" in c or "--method self-refine" in c)
+
+
+def test_key_follows_preset_content(tmp_path):
+    """Editing a preset changes a trained method's key (its results change) but not an untrained one's; resuming
+    a run directory with a changed preset is refused rather than silently mixing two configs."""
+    from scorebench.rundir import RunDir, RunDirError
+    from scorebench.runner import RunConfig
+    preset = tmp_path / "p.json"
+    preset.write_text(json.dumps({"lr": 1e-5}))
+    star = RunConfig(method="star", method_args={"preset": str(preset)})
+    base = RunConfig(method="base", method_args={"preset": str(preset)})
+    k_star, k_base = star.key(), base.key()
+    preset.write_text(json.dumps({"lr": 2e-5}))
+    assert star.key() != k_star
+    assert base.key() == k_base
+    rd = RunDir(tmp_path / "run")
+    rd.init({"config": {"method": "star"}, "key": k_star})
+    with pytest.raises(RunDirError, match="preset"):
+        RunDir(tmp_path / "run").init({"config": {"method": "star"}, "key": star.key()})
