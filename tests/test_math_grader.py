@@ -245,3 +245,11 @@ def test_a_stuck_worker_is_killed_and_replaced():
     finally:
         _POOL.release(w)
     assert is_equiv("x^2+1", "1+x^2")
+
+
+def test_bench_math_grading_right_and_wrong_pairs():
+    """The bench's math row: reference solutions graded against their own gold are all right; against the next
+    problem's gold all wrong, and every one of those goes through math-verify (not the string fast path)."""
+    from scorebench.bench import bench_math_grading
+    r = bench_math_grading(12)
+    assert r["n"] == 12 and r["verified"] == 6 and r["correct"] == 6
