@@ -136,7 +136,8 @@ def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progr
         t0 = time.time()
         run(cfg, rdir, progress=progress)
         row = {"method": method, "label": label, "run": str(rdir), "command": command_for(cfg, rdir),
-               "seconds": round(time.time() - t0, 1), "metrics": tables.recompute(rdir)}
+               "seconds": RunDir(rdir).config().get("total_seconds", round(time.time() - t0, 1)),
+               "metrics": tables.recompute(rdir)}
         if t.mbpp_r:
             policy = rdir / "policy"
             rcfg = replace(cfg, task="mbpp-r", train_task=None,
@@ -201,7 +202,7 @@ def write_outputs(t: Table, result: dict, out_dir: Path) -> None:
         tex.append(_tex(row["label"]) + " & " + " & ".join(f"{_tex(a)} & {b}" for a, b in cells) + " \\\\")
     tex += ["\\bottomrule", "\\end{tabular}"]
     md += ["", "Commands (each row's run directory is the source of its numbers):", ""]
-    md += [f"- {row['label']}: `{row['command']}` ({row['seconds']} s in this invocation)" for row in result["rows"]]
+    md += [f"- {row['label']}: `{row['command']}` ({row['seconds']} s wall time, recorded in its config.json)" for row in result["rows"]]
     md += [f"- {row['label']} MBPP-R: `{row['mbpp_r_command']}`" for row in result["rows"] if "mbpp_r_command" in row]
     stem = f"table{t.number}"
     (out_dir / f"{stem}.md").write_text("\n".join(md) + "\n")

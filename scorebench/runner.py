@@ -96,8 +96,14 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) ->
     method = METHODS.get(cfg.method)()
     max_new = cfg.max_new_tokens or task.max_new_tokens
     t0 = time.time()
-    engine = get_engine(cfg.engine, model_name=cfg.model, dtype=cfg.dtype, batch_size=cfg.batch_size)
     rd = RunDir(out)
+    test = task.test()
+    if cfg.limit:
+        test = test[:cfg.limit]
+    if _finished(rd, cfg, test):  # nothing to run: only recompute metrics (config.json stays as the run left it)
+        finalize(rd)
+        return out
+    engine = get_engine(cfg.engine, model_name=cfg.model, dtype=cfg.dtype, batch_size=cfg.batch_size)
     resolved = cfg.resolved()
     record = {"config": asdict(cfg), "key": cfg.key(), "task": task.describe(), "max_new_tokens": max_new,
               "engine": engine.describe(), **environment()}
@@ -108,6 +114,8 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) ->
         record["sandbox"] = sandbox_kind()
     rd.init(record)
 
+    done = {e.id for e in rd.episodes(repair=True)}
+    todo = [ex for ex in test if str(ex["id"]) not in done]
     if method.trains:
         policy = rd.path / "policy"
         if not (policy / ".complete").exists():  # a finished policy is reused: training is never redone
@@ -118,11 +126,6 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) ->
         if policy is not None:
             engine = get_engine(cfg.engine, model_name=str(policy), dtype=cfg.dtype, batch_size=cfg.batch_size)
 
-    test = task.test()
-    if cfg.limit:
-        test = test[:cfg.limit]
-    done = {e.id for e in rd.episodes(repair=True)}
-    todo = [ex for ex in test if str(ex["id"]) not in done]
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=max_new, seed=cfg.seed)
     if todo:
         run_protocol(engine, task, todo, params, protocol=method.protocol(cfg.turns), on_episodes=rd.append_episodes,
@@ -130,6 +133,18 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) ->
     finalize(rd)
     rd.update_config(total_seconds=round(time.time() - t0, 1))
     return out
+
+
+def _finished(rd: RunDir, cfg: RunConfig, test: list[dict]) -> bool:
+    """Does ``rd`` already hold this config's finished run (every test problem has its episode)? Such a run
+    needs neither its policy weights (not shipped in results/) nor an engine."""
+    if not rd.exists():
+        return False
+    old = rd.config()
+    if old.get("config") != asdict(cfg) or old.get("key", cfg.key()) != cfg.key() or "total_seconds" not in old:
+        return False
+    done = {e.id for e in rd.episodes()}
+    return all(str(ex["id"]) in done for ex in test)
 
 
 def finalize(rd: RunDir) -> dict:

@@ -1,6 +1,7 @@
 """`reproduce` end to end on a tiny preset and a tiny random model; every cell checked against its run dir."""
 import csv
 import json
+import os
 
 import pytest
 import torch
@@ -81,6 +82,14 @@ def test_reproduce_table2_end_to_end(tiny_model_dir, tmp_path):
     sizes = {r["run"]: (RunDir(r["run"]).episodes_path.stat().st_mtime_ns) for r in result["rows"]}
     reproduce(2, base, tmp_path / "runs", out, progress=False)
     assert sizes == {r["run"]: RunDir(r["run"]).episodes_path.stat().st_mtime_ns for r in result["rows"]}
+    # Shipped run directories carry no weights: a finished row without its policy is not retrained, and its
+    # config.json (wall times included) is left as the run wrote it.
+    import shutil
+    star_run = next(r["run"] for r in result["rows"] if r["method"] == "star+")
+    shutil.rmtree(f"{star_run}/policy")
+    before = open(f"{star_run}/config.json", "rb").read()
+    reproduce(2, base, tmp_path / "runs", out, progress=False)
+    assert not os.path.exists(f"{star_run}/policy") and open(f"{star_run}/config.json", "rb").read() == before
     # Rows are found under any directory name by the key recorded in their config.json (--dry-run lists them).
     from scorebench.reproduce import commands
     star_dir = next(r["run"] for r in result["rows"] if r["method"] == "star+")
