@@ -91,8 +91,5 @@ def plot(out: Path) -> list[Path]:
     ax.set_xlabel("samples per problem")
     ax.set_ylabel("accuracy (%)")
     ax.legend(fontsize=8)
-    paths = [Path(out) / "scaling.png", Path(out) / "scaling.pdf"]
-    for p in paths:
-        fig.savefig(p, dpi=150, bbox_inches="tight")
-    plt.close(fig)
-    return paths
+    from .plots import _save
+    return _save(fig, Path(out) / "scaling")
