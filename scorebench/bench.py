@@ -145,12 +145,12 @@ def bench_math_grading(n: int = 200) -> dict:
     fast path), half are a solution against the *next* problem's gold (wrong, the common case for a small model;
     every one goes through math-verify in a worker process). ``verified`` counts the pairs that needed math-verify."""
     from . import get_task
-    from .grading.math import _clean, _fast_equal, _unwrap_box, grade_many, last_boxed
+    from .grading.math import fast_grade, grade_many
     exs = get_task("math500").test()[:n]
     half = len(exs) // 2
     pairs = [(ex["solution"], str(ex["answer"])) for ex in exs[:half]]
     pairs += [(exs[i]["solution"], str(exs[(i + 1) % len(exs)]["answer"])) for i in range(half, len(exs))]
-    slow = sum(1 for r, g in pairs if not _fast_equal(_clean(_unwrap_box(last_boxed(r) or "")), _clean(g)))
+    slow = sum(fast_grade(r, g) is None for r, g in pairs)
     grade_many(pairs[:2])  # start the worker pool outside the timed region
     t = time.perf_counter()
     res = grade_many(pairs)

@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import shlex
-import time
 from dataclasses import asdict, dataclass, replace
 from importlib.resources import files
 from pathlib import Path
@@ -133,10 +132,9 @@ def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progr
     rows = []
     for method, label, cfg, _ in row_configs(t, base):
         rdir = find_run(runs_dir, cfg)
-        t0 = time.time()
         run(cfg, rdir, progress=progress)
         row = {"method": method, "label": label, "run": str(rdir), "command": command_for(cfg, rdir),
-               "seconds": RunDir(rdir).config().get("total_seconds", round(time.time() - t0, 1)),
+               "seconds": RunDir(rdir).config()["total_seconds"],
                "metrics": tables.recompute(rdir)}
         if t.mbpp_r:
             policy = rdir / "policy"

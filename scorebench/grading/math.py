@@ -593,6 +593,17 @@ def grade_response(response: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_
     return {"correct": ok, "pred": pred}
 
 
+def fast_grade(response: str, gold: str) -> dict | None:
+    """``grade_response``'s result when it needs no math-verify (no boxed answer, or one that equals the gold
+    as a string after normalisation), else None: such a pair goes to a worker process."""
+    parts, _ = _answer_parts(response or "")
+    if not parts:
+        return {"correct": False, "pred": None}
+    if len(parts) == 1 and _fast_equal(_clean(parts[0]), _clean(_unwrap_box(gold or ""))):
+        return {"correct": True, "pred": parts[0]}
+    return None
+
+
 def grade_many(pairs: list[tuple[str, str]], workers: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
                progress: bool = False, desc: str = "grading") -> list[dict]:
     """``grade_response`` over (response, gold) pairs, in order, using up to ``workers`` worker processes.
@@ -603,12 +614,8 @@ def grade_many(pairs: list[tuple[str, str]], workers: int | None = None, timeout
     slow: list[int] = []
     bar = tqdm(total=len(pairs), desc=desc, disable=not progress, leave=False)
     for i, (resp, gold) in enumerate(pairs):
-        parts, hedged = _answer_parts(resp or "")
-        if not parts:
-            results[i] = {"correct": False, "pred": None}
-        elif len(parts) == 1 and _fast_equal(_clean(parts[0]), _clean(_unwrap_box(gold or ""))):
-            results[i] = {"correct": True, "pred": parts[0]}
-        else:
+        results[i] = fast_grade(resp, gold)
+        if results[i] is None:
             slow.append(i)
             continue
         bar.update(1)
