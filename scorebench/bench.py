@@ -5,6 +5,8 @@ One run measures, side by side and in the same process:
 * ceilings: large-matmul FLOP/s (fp32 and the engine's compute dtype) and memory bandwidth (a large copy);
 * the decode roofline of the loaded model at each batch size: a step reads every weight once and costs
   2 x params FLOPs per token, so tokens/s <= min(batch x bandwidth / weight_bytes, FLOP/s / (2 x params));
+  and the same bound with each row's KV-cache read added to the bytes of a step (attention reads every cached
+  K and V of its context, which at batch 32+ and a few hundred tokens outweighs the weights);
 * sampling: plain transformers ``generate`` (``HFEngine(fast=False)``) against our engine on the same
   realistic two-turn prompts (arith problem, an attempt, the self-correction instruction), per batch size:
   tokens/s end to end, decode-only tokens/s (vs the roofline), time to first token, peak RSS;
@@ -54,9 +56,11 @@ def copy_bandwidth(mbytes: int = 512, reps: int = 5) -> float:
     return 2 * src.numel() * 4 / best
 
 
-def roofline(params: int, weight_bytes: int, batch: int, bandwidth: float, flops: float) -> float:
-    """Decode tokens/s bound at ``batch`` rows: one weight read per step, 2 x params FLOPs per token."""
-    return min(batch * bandwidth / weight_bytes, flops / (2 * params))
+def roofline(params: int, weight_bytes: int, batch: int, bandwidth: float, flops: float,
+             kv_bytes: float = 0.0) -> float:
+    """Decode tokens/s bound at ``batch`` rows: one weight read per step, 2 x params FLOPs per token. ``kv_bytes``
+    = KV-cache bytes each row reads per step (attention over its context); 0 = the weights-only roofline."""
+    return min(batch * bandwidth / (weight_bytes + batch * kv_bytes), flops / (2 * params))
 
 
 # -- memory ---------------------------------------------------------------------------------------------------
@@ -120,7 +124,9 @@ def _time_engine(engine, convs, params, ttft_convs) -> dict:
 
 
 def bench_generation(model, tokenizer, batches, max_new_tokens: int, convs_per_batch: int = 2,
-                     log=print) -> list[dict]:
+                     log=print, unpacked: bool = False) -> list[dict]:
+    """One row per batch size: plain ``generate`` and our engine on the same prompts, model and seed; with
+    ``unpacked`` also our engine without oneDNN weight prepacking (the ablation behind keeping it)."""
     from .engines.base import SamplingParams
     from .engines.hf import HFEngine
     params = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens, seed=1234)
@@ -133,9 +139,16 @@ def bench_generation(model, tokenizer, batches, max_new_tokens: int, convs_per_b
         g = _time_engine(plain, convs, params, convs[:b])
         f = _time_engine(fast, convs, params, convs[:b])
         row = {"batch": b, "convs": len(convs), "generate": g, "ours": f, "ratio": f["tok_s"] / g["tok_s"],
-               "compute_dtype": fast.compute_dtype}
+               "compute_dtype": fast.compute_dtype,
+               # mean context a decode step attends over: prompt + half the generated tokens
+               "context_mean": sum(len(fast.render(c)) for c in convs) / len(convs) + f["tokens"] / len(convs) / 2}
+        if unpacked and fast.describe()["packed"]:  # what weight prepacking contributes, same prompts and seed
+            nopack = HFEngine(model=model, tokenizer=tokenizer, fast=True, batch_size=b, pack=False)
+            nopack.refresh()
+            row["unpacked"] = _time_engine(nopack, convs, params, convs[:b])
         log(f"batch {b}: generate {g['tok_s']:.1f} tok/s, ours {f['tok_s']:.1f} tok/s "
-            f"(decode {f.get('decode_tok_s', 0):.1f}), x{row['ratio']:.2f}")
+            f"(decode {f.get('decode_tok_s', 0):.1f}), x{row['ratio']:.2f}"
+            + (f"; unpacked {row['unpacked']['tok_s']:.1f} tok/s" if "unpacked" in row else ""))
         rows.append(row)
     return rows
 
@@ -186,6 +199,10 @@ def run_bench(quick: bool = False, out: str | None = "results/bench.md", model: 
     params = sum(p.numel() for p in m.parameters())
     # Weights read per decode step: every parameter once (the tied embedding is the lm_head), in the compute dtype.
     weight_bytes = params * torch.tensor([], dtype=cdtype).element_size()
+    cfg = m.config  # KV bytes one row reads per step per context token: K and V of every layer
+    n_kv = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    kv_per_token = cfg.num_hidden_layers * 2 * n_kv * head_dim * torch.tensor([], dtype=cdtype).element_size()
 
     log("ceilings ...")
     f32 = matmul_flops(torch.float32, reps=3 if quick else 5)
@@ -194,7 +211,7 @@ def run_bench(quick: bool = False, out: str | None = "results/bench.md", model: 
 
     batches = QUICK_BATCHES if quick else GEN_BATCHES
     max_new = 48 if quick else 96
-    rows = bench_generation(m, tok, batches, max_new, convs_per_batch=1, log=log)
+    rows = bench_generation(m, tok, batches, max_new, convs_per_batch=1, log=log, unpacked=not quick)
 
     log("code grading ...")
     from .sandbox import bench_grading
@@ -227,16 +244,26 @@ def run_bench(quick: bool = False, out: str | None = "results/bench.md", model: 
          "tok/s excludes our prefill time and is what the roofline bounds; TTFT = wall of a max_new_tokens=1 "
          "call on one batch; peak RSS = process high-water mark during the row.", "",
          "| batch | generate tok/s | ours tok/s | ratio | ours decode tok/s | roofline tok/s | roofline frac "
-         "| TTFT generate / ours (s) | peak RSS generate / ours (MB) |",
-         "|---|---|---|---|---|---|---|---|---|"]
+         "| + KV cache: roofline tok/s, frac | TTFT generate / ours (s) | peak RSS generate / ours (MB) |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         g, f = r["generate"], r["ours"]
+        dec = f.get("decode_tok_s", f["tok_s"])
         rl = roofline(params, weight_bytes, r["batch"], bw, fc)
-        r["roofline_tok_s"] = rl
-        r["roofline_frac"] = f.get("decode_tok_s", f["tok_s"]) / rl
+        rk = roofline(params, weight_bytes, r["batch"], bw, fc, kv_bytes=kv_per_token * r["context_mean"])
+        r.update(roofline_tok_s=rl, roofline_frac=dec / rl, roofline_kv_tok_s=rk, roofline_kv_frac=dec / rk)
         L.append(f"| {r['batch']} | {g['tok_s']:.1f} | {f['tok_s']:.1f} | {r['ratio']:.2f}× | "
                  f"{f.get('decode_tok_s', float('nan')):.1f} | {rl:.0f} | {100 * r['roofline_frac']:.0f}% | "
+                 f"{rk:.0f}, {100 * r['roofline_kv_frac']:.0f}% | "
                  f"{g['ttft_s']:.2f} / {f['ttft_s']:.2f} | {g['peak_rss_mb']:.0f} / {f['peak_rss_mb']:.0f} |")
+    if any("unpacked" in r for r in rows):
+        L += ["", "Ablation, same prompts and seed: our engine without oneDNN weight prepacking (plain bf16 "
+              "`F.linear`, which re-packs each weight on every call).", "",
+              "| batch | ours tok/s | ours without prepacking tok/s | prepacking speedup |", "|---|---|---|---|"]
+        for r in rows:
+            if "unpacked" in r:
+                u = r["unpacked"]["tok_s"]
+                L.append(f"| {r['batch']} | {r['ours']['tok_s']:.1f} | {u:.1f} | {r['ours']['tok_s'] / u:.2f}× |")
     L += ["", "## Grading", "", "| what | ours | reference | reference / ours |", "|---|---|---|---|"]
     if "error" in code:
         L.append(f"| code: 164 canonical HumanEval solutions | error: {code['error']} | | |")

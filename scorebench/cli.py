@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("table", help="recompute metrics from run directories and print a markdown table")
     t.add_argument("runs", nargs="+", help="run directories")
     t.add_argument("--no-ci", action="store_true", help="omit confidence intervals")
+    t.add_argument("--diagnostics", action="store_true",
+                   help="add behavior columns: answers cut by the token cap, mean tokens, identical attempts")
     return p
 
 
@@ -182,7 +184,7 @@ def cmd_table(a) -> int:
     for r in a.runs:
         if not os.path.isdir(r):
             raise CLIError(f"{r} is not a directory")
-    print(table_from_runs(a.runs, ci=not a.no_ci), end="")
+    print(table_from_runs(a.runs, ci=not a.no_ci, diagnostics=a.diagnostics), end="")
     return 0
 
 

@@ -58,6 +58,9 @@ def compute(episodes: list[Episode], n_bootstrap: int = N_BOOTSTRAP, seed: int =
             boots[k].append(v)
     ci = {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in boots.items()}
     out: dict = {"n": n, "turns": c.shape[1], **point, "ci95": ci}
+    for k in range(c.shape[1]):  # answers cut by max_new_tokens score 0: a length cap shows up here first
+        out[f"truncated_t{k + 1}"] = float(np.mean([e.attempts[k].finish_reason == "length" for e in episodes]))
+        out[f"tokens_t{k + 1}"] = float(np.mean([e.attempts[k].n_tokens for e in episodes]))
     if c.shape[1] >= 2:
         ratios = [edit_distance_ratio(e.attempts[0].response, e.attempts[1].response) for e in episodes]
         out["edit_ratio_mean"] = float(np.mean(ratios))

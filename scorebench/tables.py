@@ -10,9 +10,17 @@ COLUMNS = [("acc_t1", "Acc@t1"), ("acc_t2", "Acc@t2"), ("delta", "Δ(t1,t2)"), (
            ("delta_c2i", "Δ c→i")]
 
 
+DIAGNOSTICS = [("truncated_t1", "cut t1"), ("truncated_t2", "cut t2"), ("tokens_t1", "tokens t1"),
+               ("tokens_t2", "tokens t2"), ("identical_t1_t2", "y2 = y1")]
+"""Behavior columns for ``scorebench table --diagnostics``: answers cut by the token cap (they score 0), mean
+generated tokens, second attempts identical to the first (the collapse symptom)."""
+
+
 def fmt(m: dict, key: str, ci: bool = True) -> str:
     if key not in m:
         return "–"
+    if key.startswith("tokens_"):
+        return f"{m[key]:.1f}"
     s = f"{100 * m[key]:.1f}"
     if ci and key in m.get("ci95", {}):
         lo, hi = m["ci95"][key]
@@ -25,10 +33,12 @@ def row_label(cfg: dict) -> tuple[str, str]:
     return c.get("method", "?"), c.get("task", "?")
 
 
-def table(rows: list[tuple[str, str, dict]], ci: bool = True) -> str:
+def table(rows: list[tuple[str, str, dict]], ci: bool = True, diagnostics: bool = False) -> str:
     """``rows`` = (method, task, metrics). Percentages with 95% CIs in brackets."""
     turns = max((m.get("turns", 2) for _, _, m in rows), default=2)
     cols = COLUMNS if turns >= 2 else COLUMNS[:1]
+    if diagnostics:
+        cols = cols + (DIAGNOSTICS if turns >= 2 else [DIAGNOSTICS[0], DIAGNOSTICS[2]])
     head = "| method | task | n | " + " | ".join(h for _, h in cols) + " |"
     sep = "|" + "---|" * (3 + len(cols))
     lines = [head, sep]
@@ -45,5 +55,5 @@ def recompute(run: str | Path) -> dict:
     return M.compute(eps, seed=cfg.get("config", {}).get("seed", 0))
 
 
-def table_from_runs(runs: list[str | Path], ci: bool = True) -> str:
-    return table([(*row_label(RunDir(r).config()), recompute(r)) for r in runs], ci=ci)
+def table_from_runs(runs: list[str | Path], ci: bool = True, diagnostics: bool = False) -> str:
+    return table([(*row_label(RunDir(r).config()), recompute(r)) for r in runs], ci=ci, diagnostics=diagnostics)

@@ -91,6 +91,26 @@ def test_bf16_close_to_fp32(mt):
     assert agree >= len(PROMPTS) - 1
 
 
+def test_packed_weights_change_nothing(mt):
+    """oneDNN-prepacked bf16 weights (the default on a bf16-native CPU) give bit-identical logits and samples to
+    plain bf16 ``F.linear``, through prefill, decode, refill and sampling."""
+    from scorebench.engines.hf import _can_pack
+    m, tok = mt
+    packed = HFEngine(model=m, tokenizer=tok, compute_dtype="bfloat16", batch_size=3)
+    plain_bf = HFEngine(model=m, tokenizer=tok, compute_dtype="bfloat16", batch_size=3, pack=False)
+    assert packed.describe()["packed"] == _can_pack(torch.bfloat16, "cpu")
+    assert not plain_bf.describe()["packed"]
+    if not packed._runner.packed:
+        pytest.skip("this CPU has no native bf16: nothing is packed")
+    packed.refresh(), plain_bf.refresh()
+    p = packed.render(conv(PROMPTS[2]))
+    assert torch.equal(packed._runner.prefill(p)[1], plain_bf._runner.prefill(p)[1])
+    convs = [conv(t) for t in PROMPTS]
+    for sp in (SamplingParams(temperature=0, max_new_tokens=16),
+               SamplingParams(temperature=1.0, max_new_tokens=16, n=2, seed=7)):
+        assert ids(packed.generate(convs, sp)) == ids(plain_bf.generate(convs, sp))
+
+
 def test_finish_reason_and_eos_cut(fast32):
     out = fast32.generate([conv("Hi"), conv(PROMPTS[3])], SamplingParams(temperature=0, max_new_tokens=40))
     hi = out[0][0]
@@ -215,3 +235,20 @@ def test_peft_lora_model(mt):
             if "lora_B" in name:
                 prm.mul_(4.0)
     assert ids(e.generate(c, p)) == ids(ref.generate(c, p))
+
+
+@pytest.mark.parametrize("V", [49152, 1000, 257, 3])
+def test_two_level_inverse_cdf_equals_full_cumsum(V):
+    """The blockwise draw picks the same token as a full-vocabulary float64 inverse CDF, with zero-probability
+    tokens (never drawn) and a vocabulary that is not a multiple of the block."""
+    from scorebench.engines.hf import inverse_cdf
+    g = torch.Generator().manual_seed(V)
+    for _ in range(10):
+        probs = torch.softmax(torch.randn(32, V, generator=g) * 4, -1)
+        probs[:, ::3] = 0  # a third of the vocabulary impossible
+        u = torch.rand(32, generator=g, dtype=torch.float64)
+        cdf = probs.double().cumsum(-1)
+        ref = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).clamp_(max=V - 1).squeeze(1)
+        got = inverse_cdf(probs, u)
+        assert torch.equal(got, ref)
+        assert bool((probs.gather(1, got.unsqueeze(1)) > 0).all())

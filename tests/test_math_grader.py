@@ -253,3 +253,4 @@ def test_bench_math_grading_right_and_wrong_pairs():
     from scorebench.bench import bench_math_grading
     r = bench_math_grading(12)
     assert r["n"] == 12 and r["verified"] == 6 and r["correct"] == 6
+

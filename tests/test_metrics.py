@@ -81,3 +81,17 @@ def test_ungraded_turns_are_not_attempts():
 def test_mixed_turn_counts_rejected():
     with pytest.raises(ValueError):
         M.correctness([ep(0, 1, 1), ep(1, 1)])
+
+
+def test_truncation_and_length_per_turn():
+    """Answers cut by the token cap are counted per turn, with mean generated tokens."""
+    eps = [Episode(id=str(i), turns=[Turn(prompt="p", response="a", reward=0, finish_reason=f1, n_tokens=n1),
+                                     Turn(prompt="p", response="b", reward=1, finish_reason="stop", n_tokens=n2)])
+           for i, (f1, n1, n2) in enumerate([("length", 64, 10), ("stop", 20, 30), ("length", 64, 20),
+                                               ("stop", 12, 40)])]
+    m = M.compute(eps, n_bootstrap=10)
+    assert m["truncated_t1"] == pytest.approx(0.5) and m["truncated_t2"] == 0.0
+    assert m["tokens_t1"] == pytest.approx(40.0) and m["tokens_t2"] == pytest.approx(25.0)
+    from scorebench.tables import table
+    row = table([("m", "t", m)], ci=False, diagnostics=True).splitlines()[2]
+    assert row.endswith("| 50.0 | 0.0 | 40.0 | 25.0 | 0.0 |"), row
