@@ -35,6 +35,10 @@ from ..registry import ENGINES
 from .base import Completion, Engine, SamplingParams
 
 _FAST_TYPES = ("llama", "mistral", "qwen2")
+PREFILL_PROMPTS = 16
+"""At most this many waiting prompts are prefilled together (their samples then wait in ``prefix``)."""
+PREFILL_TOKENS = 2048
+"""... and at most this many prompt tokens."""
 
 
 def bf16_native() -> bool:
@@ -275,11 +279,6 @@ class _FastLlama:
     def _rotate(x, cos, sin_signed):  # x [..., hd] fp32, tables broadcastable; exactly HF's rotate_half form
         return x * cos + x.roll(x.shape[-1] // 2, -1) * sin_signed
 
-    def _qkv(self, h, lw):
-        qkv = self._linear(h, lw[1], lw[2])
-        nq, nk = self.n_heads * self.head_dim, self.n_kv * self.head_dim
-        return qkv[..., :nq], qkv[..., nq:nq + nk], qkv[..., nq + nk:]
-
     def _mlp(self, x, lw):
         h = self._rms(x, lw[5])
         gu = self._linear(h, lw[6])
@@ -291,23 +290,39 @@ class _FastLlama:
 
     def prefill(self, ids: list[int]):
         """Run one prompt; return (per-layer K and V [n_kv, L, hd] in the compute dtype, last-token logits)."""
-        L = len(ids)
-        cos, sin = self._rope_table(L)
-        cos, sin = cos[:L].unsqueeze(1), sin[:L].unsqueeze(1)  # [L, 1, hd]
-        x = self.embed[torch.tensor(ids, device=self.device)].float()  # [L, D]
+        return self.prefill_many([ids])[0]
+
+    def prefill_many(self, prompts: list[list[int]]) -> list[tuple[list, torch.Tensor]]:
+        """Prefill several prompts in one pass: their tokens are stacked (no padding) so every matmul and
+        elementwise op runs once over all of them; only attention runs per prompt (causal within a prompt).
+        Per-op overhead, not arithmetic, dominated one-prompt prefill (measured: 61 ms for a 146-token prompt, of
+        which 30 ms in matmuls). Returns (per-layer K and V [n_kv, L, hd], last-token logits) per prompt."""
+        lens = [len(p) for p in prompts]
+        N = sum(lens)
+        spans, a = [], 0
+        for L in lens:
+            spans.append((a, a + L))
+            a += L
+        cos, sin = self._rope_table(max(lens))
+        pos = torch.cat([torch.arange(L, device=self.device) for L in lens])
+        cos, sin = cos[pos].unsqueeze(1), sin[pos].unsqueeze(1)  # [N, 1, hd]
+        x = self.embed[torch.tensor([t for p in prompts for t in p], device=self.device)].float()  # [N, D]
         hd, H, Hk = self.head_dim, self.n_heads, self.n_kv
-        kv = []
+        kvs: list[list] = [[] for _ in prompts]
         for lw in self.layers:
-            q, k, v = self._qkv(self._rms(x, lw[0]), lw)
-            q = self._rotate(q.float().view(L, H, hd), cos, sin).to(self.dtype).transpose(0, 1)
-            k = self._rotate(k.float().view(L, Hk, hd), cos, sin).to(self.dtype).transpose(0, 1)
-            v = v.reshape(L, Hk, hd).transpose(0, 1)
-            kv.append((k, v))
-            o = F.scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), is_causal=True,
-                                               enable_gqa=H != Hk)[0]
-            x = x + self._linear(o.transpose(0, 1).reshape(L, H * hd), lw[3], lw[4]).float()
+            qkv = self._linear(self._rms(x, lw[0]), lw[1], lw[2])
+            qk = self._rotate(qkv[:, :(H + Hk) * hd].float().view(N, H + Hk, hd), cos, sin).to(self.dtype)
+            v = qkv[:, (H + Hk) * hd:].reshape(N, Hk, hd)
+            o = torch.empty(N, H, hd, dtype=self.dtype, device=self.device)
+            for j, (a, b) in enumerate(spans):
+                q, k, vj = (qk[a:b, :H].transpose(0, 1), qk[a:b, H:].transpose(0, 1), v[a:b].transpose(0, 1))
+                kvs[j].append((k, vj))
+                o[a:b] = F.scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), vj.unsqueeze(0),
+                                                        is_causal=True, enable_gqa=H != Hk)[0].transpose(0, 1)
+            x = x + self._linear(o.reshape(N, H * hd), lw[3], lw[4]).float()
             x = self._mlp(x, lw)
-        return kv, self._logits(x[-1:])[0]
+        logits = self._logits(x[[b - 1 for _, b in spans]])
+        return [(kvs[j], logits[j]) for j in range(len(prompts))]
 
     def decode(self, tok, pos, kc, vc, nb: int, tmax: int):
         """One step for rows [0, nb): tok [nb] long, pos [nb] long (where tok sits); caches [S, Hk, T, hd]."""
@@ -386,9 +401,18 @@ class _FastLlama:
             while qpos < len(queue):
                 i, k = queue[qpos]
                 qpos += 1
-                if i not in prefix:
+                if i not in prefix:  # prefill this prompt with the next waiting ones, up to a token budget
                     tp = time.perf_counter()
-                    prefix[i] = self.prefill(prompts[i])
+                    chunk, toks = [], 0
+                    for j, _ in queue[qpos - 1:]:
+                        if j in prefix or (chunk and j == chunk[-1]):
+                            continue
+                        if chunk and (len(chunk) >= PREFILL_PROMPTS or toks + len(prompts[j]) > PREFILL_TOKENS):
+                            break
+                        chunk.append(j)
+                        toks += len(prompts[j])
+                    for j, r in zip(chunk, self.prefill_many([prompts[j] for j in chunk])):
+                        prefix[j] = r
                     prefill_s += time.perf_counter() - tp
                 kv, logits = prefix[i]
                 left[i] -= 1
