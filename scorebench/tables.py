@@ -56,4 +56,8 @@ def recompute(run: str | Path) -> dict:
 
 
 def table_from_runs(runs: list[str | Path], ci: bool = True, diagnostics: bool = False) -> str:
-    return table([(*row_label(RunDir(r).config()), recompute(r)) for r in runs], ci=ci, diagnostics=diagnostics)
+    """One row per run directory; rows whose (method, task) repeat (variants of one method) are labelled by
+    their directory name instead."""
+    labels = [row_label(RunDir(r).config()) for r in runs]
+    labels = [(Path(r).name, t) if labels.count((m, t)) > 1 else (m, t) for r, (m, t) in zip(runs, labels)]
+    return table([(*lab, recompute(r)) for lab, r in zip(labels, runs)], ci=ci, diagnostics=diagnostics)

@@ -95,6 +95,8 @@ def test_run_resume_and_table(tmp_path, capsys):
     rc, table, _ = run_cli(["table", str(out)], capsys)
     assert rc == 0 and table == (out / "table.md").read_text()
     assert f"| base | arith | 4 | {100 * metrics['acc_t1']:.1f}" in table
+    rc, table, _ = run_cli(["table", "--diagnostics", str(out), str(out)], capsys)  # variants: labelled by dir
+    assert rc == 0 and table.count("| run | arith | 4 |") == 2 and "cut t1" in table
 
 
 @pytest.mark.slow

@@ -283,7 +283,8 @@ class _FastLlama:
         h = self._rms(x, lw[5])
         gu = self._linear(h, lw[6])
         i = gu.shape[-1] // 2
-        return x + self._linear(F.silu(gu[..., :i]) * gu[..., i:], lw[7]).float()
+        # fp32 + bf16 promotes to fp32 exactly: the residual add needs no separate cast
+        return x + self._linear(F.silu(gu[..., :i]) * gu[..., i:], lw[7])
 
     def _logits(self, x):
         return self._linear(self._rms(x, self.norm), self.lm_head).float()
@@ -319,7 +320,7 @@ class _FastLlama:
                 kvs[j].append((k, vj))
                 o[a:b] = F.scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), vj.unsqueeze(0),
                                                         is_causal=True, enable_gqa=H != Hk)[0].transpose(0, 1)
-            x = x + self._linear(o.reshape(N, H * hd), lw[3], lw[4]).float()
+            x = x + self._linear(o.reshape(N, H * hd), lw[3], lw[4])
             x = self._mlp(x, lw)
         logits = self._logits(x[[b - 1 for _, b in spans]])
         return [(kvs[j], logits[j]) for j in range(len(prompts))]
@@ -347,7 +348,7 @@ class _FastLlama:
             s = torch.matmul(q.reshape(nb, Hk, G, hd), Kt.transpose(-1, -2)).float() * scale + bias
             p = torch.softmax(s, -1).to(self.dtype)
             o = torch.matmul(p, Vt)  # [nb, Hk, G, hd]
-            x = x + self._linear(o.reshape(nb, H * hd), lw[3], lw[4]).float()
+            x = x + self._linear(o.reshape(nb, H * hd), lw[3], lw[4])
             x = self._mlp(x, lw)
         return self._logits(x)
 
