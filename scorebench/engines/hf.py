@@ -8,12 +8,13 @@ Two paths:
 * ``fast=True`` (default, Llama-family models: llama / mistral / qwen2): our own decode loop over a
   snapshot of the weights in the compute dtype (bf16 where the CPU has native bf16, else the model's dtype),
   with fused QKV and gate/up projections (on a bf16-native CPU reordered once into oneDNN's blocked layout, so
-  no matmul re-packs its weight per call), a preallocated KV cache, one prefill per conversation shared by its
-  ``n`` samples, and continuous refill (a finished row is replaced at once by a waiting sample, so the batch
-  stays full). The residual stream and norms stay fp32; only matmul inputs are cast. Sampling draws from the
+  no matmul re-packs its weight per call), a preallocated KV cache, waiting prompts prefilled together (stacked
+  without padding, attention per prompt), one prefill per conversation shared by its ``n`` samples, a two-level
+  float64 inverse-CDF draw, and continuous refill (a finished row is replaced at once by a waiting sample, so
+  the batch stays full). The residual stream and norms stay fp32; only matmul inputs are cast. Sampling draws from the
   exact softmax (temperature, nucleus top_p) with one generator per (conversation index, sample k) seeded from
   ``seed``, so equal seeds give equal samples and the draw does not depend on which slot a sample lands in
-  (bf16 logits can still differ in the last bits between batch sizes).
+  (bf16 logits can still differ in the last bits between batch sizes and prefill groupings).
 * ``fast=False`` (or an unsupported architecture): plain transformers ``model.generate``.
 
 Weight freshness: the snapshot is rebuilt automatically at the start of ``generate`` whenever any parameter
