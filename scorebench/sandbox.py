@@ -74,7 +74,7 @@ class SandboxResult:
     passed: bool
     """Exit code 0 and the sentinel was the last line of stdout: every test ran."""
     status: str
-    """"passed", "failed" (non-zero exit, exception, early exit), "timeout" (wall limit), "error" (sandbox failed)."""
+    """"passed", "failed" (non-zero exit, exception, early exit), "timeout" (wall or CPU limit), "error" (sandbox failed)."""
     stdout: str
     """Captured stdout, sentinel removed; head + tail with a truncation marker when over the cap."""
     stderr: str
@@ -414,6 +414,9 @@ def _run(source: str, limits: SandboxLimits, kind: str) -> SandboxResult:
         truncated = out_cap.truncated or err_cap.truncated
         if timed_out:
             return SandboxResult(False, "timeout", stdout, stderr + f"\nsandbox: wall limit {limits.wall_s}s",
+                                 rc, wall, truncated)
+        if rc in (-signal.SIGXCPU, 128 + signal.SIGXCPU):  # RLIMIT_CPU fired (first; a fast CPU can beat the wall)
+            return SandboxResult(False, "timeout", stdout, stderr + f"\nsandbox: cpu limit {limits.cpu_s}s",
                                  rc, wall, truncated)
         passed = rc == 0 and ok_sentinel
         if passed:

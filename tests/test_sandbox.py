@@ -85,6 +85,14 @@ def test_infinite_loop_times_out():
     assert_nothing_left()
 
 
+def test_cpu_limit_is_a_timeout():
+    """A CPU-bound program stopped by RLIMIT_CPU (SIGXCPU) before the wall limit is a timeout, not a failure."""
+    r = run_program("while True:\n    pass\n" + TESTS, SandboxLimits(wall_s=20.0, cpu_s=1, memory_mb=512,
+                                                                    max_procs=32))
+    assert not r.passed and r.status == "timeout" and "cpu limit" in r.stderr and r.wall_s < 10
+    assert_nothing_left()
+
+
 @pytest.mark.parametrize("early", ["import os\nos._exit(0)\n", "import sys\nsys.exit(0)\n",
                                    "raise SystemExit(0)\n", "import os, signal\nos.kill(os.getpid(), 9)\n"])
 def test_early_exit_before_tests_fails(early):
