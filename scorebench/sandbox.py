@@ -74,7 +74,8 @@ class SandboxResult:
     passed: bool
     """Exit code 0 and the sentinel was the last line of stdout: every test ran."""
     status: str
-    """"passed", "failed" (non-zero exit, exception, early exit), "timeout" (wall or CPU limit), "error" (sandbox failed)."""
+    """"passed", "failed" (non-zero exit, exception, early exit), "timeout" (wall or CPU limit), "error" (sandbox
+    failed)."""
     stdout: str
     """Captured stdout, sentinel removed; head + tail with a truncation marker when over the cap."""
     stderr: str
