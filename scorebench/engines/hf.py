@@ -25,6 +25,7 @@ included); trainers may call it after each optimizer step but need not.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 
@@ -406,7 +407,7 @@ class _FastLlama:
                 if i not in prefix:  # prefill this prompt with the next waiting ones, up to a token budget
                     tp = time.perf_counter()
                     chunk, toks = [], 0
-                    for j, _ in queue[qpos - 1:]:
+                    for j, _ in itertools.islice(queue, qpos - 1, None):
                         if j in prefix or (chunk and j == chunk[-1]):
                             continue
                         if chunk and (len(chunk) >= PREFILL_PROMPTS or toks + len(prompts[j]) > PREFILL_TOKENS):
