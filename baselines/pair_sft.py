@@ -15,7 +15,7 @@ from scorebench.method import Method
 from scorebench.protocol import Episode, ProtocolConfig, Turn, run_protocol
 
 from .star import finish, is_right, read_dataset, sampling_params, sft, subset, untrained_policy, write_dataset
-from scorebench.training import episode_to_sequence, resolve_method_config
+from scorebench.training import episode_to_sequences, resolve_method_config
 
 
 @dataclass
@@ -39,7 +39,8 @@ def make_pairs(episodes_by_problem: dict[str, list[Episode]], plus: bool, rng: r
     """(problem id, first turn, second turn, kind) pairs; kind "wrong->right" or (with ``plus``) "right->right".
 
     Every wrong first attempt is paired with a random right one of the same problem; with ``plus`` every right
-    attempt with a different right one (itself when it is the only one). ``max_pairs_per_problem`` caps each kind.
+    attempt with a *different* right sample — a right attempt that is its problem's only one is skipped, since a
+    sample paired with itself teaches copying, not correcting. ``max_pairs_per_problem`` caps each kind.
     """
     out = []
     for pid in sorted(episodes_by_problem):
@@ -48,13 +49,13 @@ def make_pairs(episodes_by_problem: dict[str, list[Episode]], plus: bool, rng: r
         wrong = [t for t in firsts if not is_right(t.reward)]
         if not right:
             continue
-        kinds = [("wrong->right", wrong)] + ([("right->right", right)] if plus else [])
+        kinds = [("wrong->right", wrong)] + ([("right->right", right if len(right) > 1 else [])] if plus else [])
         for kind, group in kinds:
             chosen = list(group)
             if max_pairs_per_problem is not None and len(chosen) > max_pairs_per_problem:
                 chosen = rng.sample(chosen, max_pairs_per_problem)
             for first in chosen:
-                partners = [t for t in right if t is not first] or [first]
+                partners = [t for t in right if t is not first]
                 out.append((pid, first, rng.choice(partners), kind))
     return out
 
@@ -63,6 +64,8 @@ def pair_episode(pid: str, first: Turn, second: Turn, instruction: str, k: int =
     """The synthetic trace: the problem, the first attempt, the correction instruction, the second attempt."""
     t1 = Turn(prompt=first.prompt, response=first.response, reward=first.reward, prompt_ids=first.prompt_ids,
               response_ids=first.response_ids)
+    # The second attempt was sampled in another context: its prompt ids are None, so training renders the
+    # context the chat template gives at test time after this first attempt (training/sequences.py).
     t2 = Turn(prompt=instruction, response=second.response, reward=second.reward, response_ids=second.response_ids)
     return Episode(id=f"{pid}~{k}", turns=[t1, t2])
 
@@ -91,7 +94,7 @@ class PairSFTMethod(Method):
             rows = []
             for k, (pid, first, second, kind) in enumerate(pairs):
                 ep = pair_episode(pid, first, second, instruction, k)
-                rows.append((ep, kind, episode_to_sequence(tok, ep, [0.0, 1.0])))
+                rows += [(ep, kind, s) for s in episode_to_sequences(tok, ep, [0.0, 1.0])]
             n_right = sum(is_right(e.rewards[0]) for e in eps)
             stats = {"problems": len(problems), "samples": len(eps), "samples_right": n_right,
                      "problems_with_right": sum(any(is_right(e.rewards[0]) for e in v) for v in by_problem.values()),

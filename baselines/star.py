@@ -18,7 +18,7 @@ from scorebench.engines import SamplingParams
 from scorebench.method import Method
 from scorebench.protocol import Episode, run_protocol
 from scorebench.rundir import write_json
-from scorebench.training import Sequence, Trainer, episode_to_sequence, resolve_method_config
+from scorebench.training import Sequence, Trainer, episode_to_sequences, resolve_method_config
 
 
 @dataclass
@@ -144,7 +144,7 @@ class StarMethod(Method):
                 eps = run_protocol(engine, ctx.task, problems, params, protocol=self.protocol(ctx.config.turns),
                                    samples_per_problem=mcfg.samples_per_problem, keep_ids=True)
                 kept = filter_star(eps, plus=self.plus)
-                rows = [(ep, kind, episode_to_sequence(tok, ep, turn2_weights(ep))) for ep, kind in kept]
+                rows = [(ep, kind, s) for ep, kind in kept for s in episode_to_sequences(tok, ep, turn2_weights(ep))]
                 counts = Counter(trace_type(ep) for ep in eps if len(ep.attempts) >= 2)
                 stats = {"iteration": it, "problems": len(problems), "episodes": len(eps),
                          "sampled": dict(counts), "kept": dict(Counter(k for _, k, _ in rows)), "n": len(rows),

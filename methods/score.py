@@ -1,7 +1,7 @@
 """SCoRe (Kumar et al. 2024): two-stage, on-policy, multi-turn REINFORCE with per-turn KL and reward shaping.
 
 Each step samples ``problems_per_step`` train problems, ``samples_per_problem`` two-turn rollouts of each from the
-*current* policy (the shared protocol, temperature 1.0), grades both attempts with the task's reward, turns the
+*current* policy (the shared protocol, at the preset's temperature — the loss uses the same one), grades both attempts with the task's reward, turns the
 rewards into per-turn advantages, and takes one step of the shared Trainer on the sampled tokens:
 
     Stage I   turn 1: weight 0,          KL coefficient beta2 (strong: keep y1 near the base model)
@@ -34,6 +34,7 @@ from scorebench.engines import SamplingParams
 from scorebench.method import Method
 from scorebench.metrics import edit_distance_ratio
 from scorebench.protocol import Episode, ProtocolConfig, run_protocol
+from scorebench.seeding import derive_seed
 
 
 @dataclass
@@ -149,20 +150,30 @@ class Score(Method):
         tcfg.loss_normalization = "sequences"  # REINFORCE: sum of token log-probs per episode, mean over episodes
         return mcfg, tcfg
 
+    @staticmethod
+    def make_trainer(model, tok, tcfg, out, n_steps: int):
+        """The Trainer for ``n_steps`` RL steps: the loss takes log-probabilities at the temperature the rollouts
+        were sampled at (on-policy), and a scheduled learning rate spans the stage schedule, not ``tcfg.steps``."""
+        from scorebench.training import Trainer
+        trainer = Trainer(model, tok, tcfg, out, temperature=tcfg.temperature)
+        trainer.planned_steps = n_steps
+        return trainer
+
     def train(self, ctx):
         from scorebench import models
         from scorebench.engines import get_engine
-        from scorebench.training import Trainer, episode_to_sequence
+        from scorebench.training import episode_to_sequences
         mcfg, tcfg = self.method_config(ctx)
         out = ctx.run_dir.path / "train"
         ctx.run_dir.update_config(method_config=mcfg.__dict__, train_config=tcfg.to_dict())
         model, tok = models.load(ctx.config.model)
-        trainer = Trainer(model, tok, tcfg, out)
+        schedule = mcfg.schedule()
+        trainer = self.make_trainer(model, tok, tcfg, out, len(schedule))
         trainer.resume()
+        _drop_rollouts_after(out / "rollouts.jsonl", trainer.step_count)
         engine = get_engine("hf", model=trainer.model, tokenizer=tok, batch_size=ctx.config.batch_size,
                             dtype=ctx.config.dtype)
         task, train = ctx.task, ctx.task.train()
-        schedule = mcfg.schedule()
         k, P = mcfg.samples_per_problem, mcfg.problems_per_step
         proto = ProtocolConfig(turns=2 if mcfg.multi_turn else 1)
         max_new = mcfg.max_new_tokens or task.max_new_tokens
@@ -171,9 +182,9 @@ class Score(Method):
         while trainer.step_count < len(schedule):
             step = trainer.step_count
             stage = schedule[step]
-            problems = random.Random(tcfg.seed * 1_000_003 + step).sample(train, min(P, len(train)))
+            problems = random.Random(derive_seed(tcfg.seed, "problems", step)).sample(train, min(P, len(train)))
             params = SamplingParams(temperature=tcfg.temperature, max_new_tokens=max_new, n=k,
-                                    seed=tcfg.seed * 1_000_003 + step)
+                                    seed=derive_seed(tcfg.seed, "rollouts", step))
             eps = run_protocol(engine, task, problems, params, proto, samples_per_problem=k, keep_ids=True,
                                progress=False, chunk_size=len(problems))
             r = np.array([e.rewards for e in eps], dtype=float).reshape(len(problems), k, -1)
@@ -183,7 +194,7 @@ class Score(Method):
             else:
                 w, kl = turn_weights(r1, r2, stage, tcfg.alpha, tcfg.beta1, tcfg.beta2, mcfg.baseline)
             w, kl = w.reshape(len(eps), -1), kl.reshape(len(eps), -1)
-            seqs = [episode_to_sequence(tok, e, list(wi), list(ki)) for e, wi, ki in zip(eps, w, kl)]
+            seqs = [s for e, wi, ki in zip(eps, w, kl) for s in episode_to_sequences(tok, e, list(wi), list(ki))]
             stats = {"stage": stage, **rollout_stats(eps)}
             trainer.step(seqs, extra=stats)
             refresh = getattr(engine, "refresh", None)
@@ -201,6 +212,18 @@ class Score(Method):
         from scorebench.plots import training_curves
         training_curves([ctx.run_dir.path], out / "curves", [self.name], smooth=3)
         return trainer.save_policy(ctx.run_dir.path / "policy")
+
+
+def _drop_rollouts_after(path, step: int) -> None:
+    """After a resume from a checkpoint at ``step``, forget the rollouts of the steps that will be redone, so
+    rollouts.jsonl holds every step exactly once."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = [x for x in lines if x.strip() and json.loads(x).get("step", 0) <= step]
+    if len(keep) != len(lines):
+        from scorebench.rundir import atomic_write
+        atomic_write(path, "".join(keep))
 
 
 class ScoreNoStage1(Score):

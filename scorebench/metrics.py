@@ -58,6 +58,8 @@ def compute(episodes: list[Episode], n_bootstrap: int = N_BOOTSTRAP, seed: int =
             boots[k].append(v)
     ci = {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in boots.items()}
     out: dict = {"n": n, "turns": c.shape[1], **point, "ci95": ci}
+    if c.shape[1] >= 2:
+        out.update(uncut_pairs(episodes, c, n_bootstrap, seed))
     for k in range(c.shape[1]):  # answers cut by max_new_tokens score 0: a length cap shows up here first
         out[f"truncated_t{k + 1}"] = float(np.mean([e.attempts[k].finish_reason == "length" for e in episodes]))
         out[f"tokens_t{k + 1}"] = float(np.mean([e.attempts[k].n_tokens for e in episodes]))
@@ -77,6 +79,25 @@ def compute(episodes: list[Episode], n_bootstrap: int = N_BOOTSTRAP, seed: int =
     if breakdown:
         out["breakdown"] = breakdown
     return out
+
+
+def uncut_pairs(episodes: list[Episode], c: np.ndarray, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0) -> dict:
+    """Δ(t1, t2) on the pairs where neither attempt hit the token cap (``delta_uncut``, ``n_uncut``, CI).
+
+    Why: a first attempt cut by ``max_new_tokens`` scores whatever its last integer happens to be, and a second
+    attempt that merely finishes it counts as a correction. Δ on uncut pairs beside Δ shows how much of Δ is
+    that. The CI resamples the uncut pairs (their count is fixed by the run)."""
+    keep = np.array([e.attempts[0].finish_reason != "length" and e.attempts[1].finish_reason != "length"
+                     for e in episodes], dtype=bool)
+    m = int(keep.sum())
+    if m == 0:
+        return {"n_uncut": 0}
+    sub = c[keep][:, :2]
+    delta = lambda x: float(x[:, 1].mean() - x[:, 0].mean())  # noqa: E731
+    rng = np.random.default_rng(seed + 1)
+    boots = [delta(sub[rng.integers(0, m, m)]) for _ in range(n_bootstrap)]
+    return {"n_uncut": m, "delta_uncut": delta(sub),
+            "delta_uncut_ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]}
 
 
 def edit_distance_ratio(a: str, b: str) -> float:

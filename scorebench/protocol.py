@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 from tqdm.auto import tqdm
 
 from .engines.base import Completion, Engine, SamplingParams
+from .seeding import derive_seed
 
 # The paper's MATH instruction (PAPER.md), verbatim. The label "Self-correction instruction." that precedes it
 # in the paper's appendix is a heading, not part of the prompt.
@@ -46,6 +47,8 @@ class Turn:
     prompt_ids: list[int] | None = None
     response_ids: list[int] | None = None
     """Token ids, kept in memory for training; not written to episodes.jsonl."""
+    logprobs: list[float] | None = None
+    """The sampler's log-probability of each response id (in memory only, like the ids)."""
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Episode:
         for t in d["turns"]:
             t.pop("prompt_ids", None)
             t.pop("response_ids", None)
+            t.pop("logprobs", None)
         return d
 
     @classmethod
@@ -133,9 +137,12 @@ def _rollout_chunk(engine, task, chunk, params, protocol, instruction, n, keep_i
         for k in range(n):
             t = Turn(prompt=task.prompt(ex), response=ex["given_attempt"], given=True)
             rows.append((ex, Episode(id=_eid(ex, k, n), turns=[t], meta=task.meta(ex))))
+    # Every generate call draws from its own streams: turn t of the chunk that starts with example x gets
+    # derive_seed(seed, "turn", t, x); the engine then gives each (conversation, sample) its own generator.
+    stream = lambda t: derive_seed(params.seed, "turn", t, str(chunk[0]["id"]))  # noqa: E731
     if fresh:
         convs = [[{"role": "user", "content": task.prompt(ex)}] for ex in fresh]
-        outs = engine.generate(convs, _with(params, n=n), desc="turn 1")
+        outs = engine.generate(convs, _with(params, n=n, seed=stream(0)), desc="turn 1")
         for ex, conv, comps in zip(fresh, convs, outs):
             for k, c in enumerate(comps):
                 t = _turn(conv[-1]["content"], c, keep_ids)
@@ -143,12 +150,14 @@ def _rollout_chunk(engine, task, chunk, params, protocol, instruction, n, keep_i
     pos = {id(ex): i for i, ex in enumerate(chunk)}
     rows.sort(key=lambda r: pos[id(r[0])])  # chunk order (stable within a problem's samples)
     _grade(task, rows, turn_index=0)
-    for _ in range(1, protocol.turns):
+    for t in range(1, protocol.turns):
         if protocol.feedback_prompt:
-            _extend(engine, rows, protocol.feedback_prompt, params, keep_ids, graded=False, desc="feedback")
-            _extend(engine, rows, protocol.refine_instruction or instruction, params, keep_ids, desc="refine")
+            _extend(engine, rows, protocol.feedback_prompt, _with(params, seed=stream(f"{t}-feedback")), keep_ids,
+                    graded=False, desc="feedback")
+            _extend(engine, rows, protocol.refine_instruction or instruction, _with(params, seed=stream(t)),
+                    keep_ids, desc="refine")
         else:
-            _extend(engine, rows, instruction, params, keep_ids, desc="correction")
+            _extend(engine, rows, instruction, _with(params, seed=stream(t)), keep_ids, desc="correction")
         _grade(task, rows, turn_index=-1)
     return [ep for _, ep in rows]
 
@@ -171,7 +180,8 @@ def _grade(task, rows, turn_index):
 def _turn(prompt: str, c: Completion, keep_ids: bool, graded: bool = True) -> Turn:
     return Turn(prompt=prompt, response=c.text, graded=graded, finish_reason=c.finish_reason,
                 n_tokens=len(c.token_ids), prompt_ids=list(c.prompt_ids) if keep_ids else None,
-                response_ids=list(c.token_ids) if keep_ids else None)
+                response_ids=list(c.token_ids) if keep_ids else None,
+                logprobs=list(c.logprobs) if keep_ids and c.logprobs is not None else None)
 
 
 def _with(params: SamplingParams, **kw) -> SamplingParams:

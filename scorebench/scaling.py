@@ -2,8 +2,9 @@
 over the final attempts, at equal sample budgets (the paper's Figure on compute scaling).
 
 For a budget of B samples per problem: *parallel* draws B independent first attempts and votes over their
-answers; *sequential* draws B/2 independent two-turn chains (each chain costs 2 samples) and votes over the
-chains' final attempts. Both sets of episodes are written to the output directory, and the curve is recomputed
+answers; *sequential* spends the same B samples on B // 2 independent two-turn chains (2 samples each) and votes
+over the chains' final attempts, plus, when B is odd, the first attempt of one more chain (so at B = 1 both arms
+are one first attempt: budgets are always equal). Both sets of episodes are written to the output directory, and the curve is recomputed
 from them — like every other figure, it is computed from records, never typed.
 """
 from __future__ import annotations
@@ -38,9 +39,18 @@ def curve(parallel: list[Episode], sequential: list[Episode], budgets: list[int]
     out = {"budgets": budgets, "parallel": [], "sequential": []}
     for b in budgets:
         out["parallel"].append(sum(vote([e.attempts[0] for e in es[:b]]) for es in par.values()) / len(par))
-        chains = max(1, b // 2)
-        out["sequential"].append(sum(vote([e.attempts[-1] for e in es[:chains]]) for es in seq.values()) / len(seq))
+        out["sequential"].append(sum(vote(sequential_votes(es, b)) for es in seq.values()) / len(seq))
     return out
+
+
+def sequential_votes(chains: list[Episode], budget: int) -> list:
+    """The attempts the sequential arm votes over at ``budget`` samples: the final attempts of budget // 2
+    chains, and the first attempt of one more chain when the budget is odd — exactly ``budget`` samples."""
+    full = budget // 2
+    votes = [e.attempts[-1] for e in chains[:full]]
+    if budget % 2:
+        votes.append(chains[full].attempts[0])
+    return votes
 
 
 def run_scaling(engine, task, examples: list[dict], budgets: list[int], out: Path, temperature: float = 1.0,
@@ -59,7 +69,7 @@ def run_scaling(engine, task, examples: list[dict], budgets: list[int], out: Pat
                             n=bmax, seed=seed)
     t0 = time.time()
     par = run_protocol(engine, task, examples, params, ProtocolConfig(turns=1), samples_per_problem=bmax)
-    chains = max(1, bmax // 2)
+    chains = (bmax + 1) // 2
     seq = run_protocol(engine, task, examples, SamplingParams(**{**params.__dict__, "n": chains}),
                        ProtocolConfig(turns=2), samples_per_problem=chains)
     for name, eps in (("parallel", par), ("sequential", seq)):

@@ -12,6 +12,7 @@ import pytest
 from baselines.pair_sft import PairConfig, make_pairs, pair_episode
 from baselines.self_refine import SelfRefineMethod
 from baselines.star import StarConfig, filter_star, trace_type
+from scorebench.training.sequences import end_of_turn
 from scorebench.protocol import Episode, Turn
 from scorebench.registry import METHODS, Registry
 from scorebench.training import resolve_method_config
@@ -32,7 +33,7 @@ def test_filter_star_keeps_exactly_successful_revisions():
 def test_make_pairs():
     by = {"a": [ep("a#0", 0.0), ep("a#1", 1.0), ep("a#2", 0.0), ep("a#3", 1.0)],
           "b": [ep("b#0", 0.0), ep("b#1", 0.0)],          # no right sample: no pair
-          "c": [ep("c#0", 1.0)]}                         # a lone right sample pairs with itself (plus only)
+          "c": [ep("c#0", 1.0)]}                         # a lone right sample: no right->right pair (not with itself)
     pairs = make_pairs(by, plus=False, rng=random.Random(0))
     assert Counter(p[0] for p in pairs) == {"a": 2}
     for pid, first, second, kind in pairs:
@@ -40,12 +41,12 @@ def test_make_pairs():
         assert first.response.startswith(pid) and second.response.startswith(pid)
     plus = make_pairs(by, plus=True, rng=random.Random(0))
     kinds = Counter((p[0], p[3]) for p in plus)
-    assert kinds == {("a", "wrong->right"): 2, ("a", "right->right"): 2, ("c", "right->right"): 1}
+    assert kinds == {("a", "wrong->right"): 2, ("a", "right->right"): 2}
     for pid, first, second, kind in plus:
-        if kind == "right->right" and pid == "a":
+        if kind == "right->right":
             assert first is not second and first.reward == second.reward == 1.0
     capped = make_pairs(by, plus=True, rng=random.Random(0), max_pairs_per_problem=1)
-    assert Counter(p[3] for p in capped) == {"wrong->right": 1, "right->right": 2}
+    assert Counter(p[3] for p in capped) == {"wrong->right": 1, "right->right": 1}
     e = pair_episode("a", pairs[0][1], pairs[0][2], "Fix it.")
     assert [t.prompt for t in e.turns] == ["p0", "Fix it."] and e.rewards == [0.0, 1.0]
 
@@ -59,12 +60,24 @@ def test_make_pairs_deterministic():
 
 def test_pairs_become_turn2_sft_sequences():
     from transformers import AutoTokenizer
+    from scorebench.engines.base import render_ids
     from scorebench.models import resolve
-    from scorebench.training import episode_to_sequence
+    from scorebench.training import episode_to_sequences
     tok = AutoTokenizer.from_pretrained(resolve(None))
     e = pair_episode("a", Turn("2+2?", "5", reward=0.0), Turn("2+2?", "4", reward=1.0), "Fix it.")
-    s = episode_to_sequence(tok, e, [0.0, 1.0])
+    (s,) = episode_to_sequences(tok, e, [0.0, 1.0])
     assert tok.decode([t for t, w in zip(s.input_ids, s.weights) if w]) == "4<|im_end|>"
+    # A capped first attempt (sampled ids without the end-of-turn token) paired with a right second attempt:
+    # the training context is the one the chat template renders at test time, not the capped ids glued on.
+    prompt = render_ids(tok, [{"role": "user", "content": "2+2?"}])
+    capped = Turn("2+2?", "It is", reward=0.0, prompt_ids=prompt,
+                  response_ids=tok("It is", add_special_tokens=False)["input_ids"], finish_reason="length")
+    right_ids = tok("4", add_special_tokens=False)["input_ids"] + [end_of_turn(tok)]
+    e = pair_episode("a", capped, Turn("2+2?", "4", reward=1.0, prompt_ids=prompt, response_ids=right_ids), "Fix it.")
+    (s,) = episode_to_sequences(tok, e, [0.0, 1.0])
+    ctx = render_ids(tok, [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "It is"},
+                           {"role": "user", "content": "Fix it."}])
+    assert s.input_ids == ctx + right_ids and s.weights == [0.0] * len(ctx) + [1.0] * len(right_ids)
 
 
 def ctx(method, **args):

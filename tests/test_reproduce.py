@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from scorebench.protocol import Episode, Turn
-from scorebench.scaling import curve, vote
+from scorebench.scaling import curve, sequential_votes, vote
 
 
 def _t(pred, reward):
@@ -26,7 +26,12 @@ def test_scaling_curve_equal_budgets():
     seq = [Episode(f"a#{k}", [_t(1, 0.0), _t(p, float(p == 7))]) for k, p in enumerate([7, 3])]
     c = curve(par, seq, [1, 2, 4])
     assert c["parallel"] == [0.0, 0.0, 1.0]   # b=1: [1]; b=2: [1,7] tie → 1; b=4: 7 wins
-    assert c["sequential"] == [1.0, 1.0, 1.0]  # b=1,2: one chain ending in 7; b=4: [7,3] tie → 7
+    # b=1: one sample = chain 0's first attempt (1, wrong), not a whole chain; b=2: chain 0 ends in 7;
+    # b=4: [7,3] tie → 7
+    assert c["sequential"] == [0.0, 1.0, 1.0]
+    for b in (1, 2, 3, 4):  # the sequential arm spends exactly b samples
+        votes = sequential_votes(seq, b)
+        assert sum(2 if any(t is e.attempts[-1] for e in seq) else 1 for t in votes) == b
 
 
 @pytest.fixture(scope="module")

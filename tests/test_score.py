@@ -64,10 +64,15 @@ def tiny(tokenizer):
 def _episodes(tokenizer):
     rng = np.random.default_rng(0)
     eps = []
+    from scorebench.engines.base import render_ids
+    glue = tokenizer("\n<|im_start|>user\nfix it<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
     for p in range(2):
         for s in range(2):
-            t1 = Turn(f"problem {p}", "a", response_ids=[int(x) for x in rng.integers(100, 200, 3 + s)] + [2])
-            t2 = Turn("fix it", "b", response_ids=[int(x) for x in rng.integers(100, 200, 2 + p)] + [2])
+            t1 = Turn(f"problem {p}", "a", response_ids=[int(x) for x in rng.integers(100, 200, 3 + s)] + [2],
+                      prompt_ids=render_ids(tokenizer, [{"role": "user", "content": f"problem {p}"}]))
+            # as an engine that continues from the sampled ids would prompt turn 2
+            t2 = Turn("fix it", "b", response_ids=[int(x) for x in rng.integers(100, 200, 2 + p)] + [2],
+                      prompt_ids=t1.prompt_ids + t1.response_ids + glue)
             eps.append(Episode(id=f"{p}#{s}", turns=[t1, t2]))
     return eps
 
@@ -79,12 +84,13 @@ def _positions(ids, sub, start=0):
     raise AssertionError("response tokens not found")
 
 
-@pytest.mark.parametrize("stage", ["I", "II"])
-def test_loss_and_gradient_equal_hand_reinforce(tiny, tokenizer, stage, tmp_path):
+@pytest.mark.parametrize("stage,temp", [("I", 1.0), ("II", 1.0), ("II", 0.7)])
+def test_loss_and_gradient_equal_hand_reinforce(tiny, tokenizer, stage, temp, tmp_path):
+    """REINFORCE + per-token KL by hand, at the sampling temperature: log pi_T = log_softmax(logits / T)."""
     from scorebench.training import Trainer, TrainConfig, episode_to_sequence
     tcfg = TrainConfig(lr=1e-3, batch_size=4, micro_batch_size=4, kl_estimator="full",
                        loss_normalization="sequences", beta1=0.01, beta2=0.1, alpha=10.0)
-    trainer = Trainer(copy.deepcopy(tiny), tokenizer, tcfg, out_dir=tmp_path)
+    trainer = Trainer(copy.deepcopy(tiny), tokenizer, tcfg, out_dir=tmp_path, temperature=temp)
     with torch.no_grad():  # move the policy away from the reference so KL is not zero
         for prm in trainer.model.parameters():
             prm.add_(0.05 * torch.randn_like(prm))
@@ -104,9 +110,9 @@ def test_loss_and_gradient_equal_hand_reinforce(tiny, tokenizer, stage, tmp_path
     for e, seq, wi, ki in zip(eps, seqs, w, k):
         ids = seq.input_ids
         x = torch.tensor([ids])
-        logp = F.log_softmax(trainer.model(x).logits[0].float(), -1)
+        logp = F.log_softmax(trainer.model(x).logits[0].float() / temp, -1)
         with torch.no_grad():
-            logq = F.log_softmax(trainer.ref_model(x).logits[0].float(), -1)
+            logq = F.log_softmax(trainer.ref_model(x).logits[0].float() / temp, -1)
         p1 = _positions(ids, e.turns[0].response_ids)
         p2 = _positions(ids, e.turns[1].response_ids, p1[-1] + 1)
         for turn, pos in enumerate((p1, p2)):

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from scorebench.protocol import Episode, Turn
-from scorebench.training import Sequence, TrainConfig, Trainer, episode_to_sequence, load_preset
+from scorebench.engines.base import render_ids
+from scorebench.training import Sequence, TrainConfig, Trainer, episode_to_sequence, episode_to_sequences, load_preset
 from scorebench.training.sequences import end_of_turn
 
 
@@ -53,8 +54,9 @@ def test_from_dict_rejects_unknown_key():
     with pytest.raises(ValueError, match="lerning_rate"):
         TrainConfig.from_dict({"lr": 1e-5, "lerning_rate": 3})
     assert TrainConfig.from_dict({"lr": 1e-5, "betas": [0.9, 0.95]}).betas == (0.9, 0.95)
-    with pytest.raises(ValueError):
-        TrainConfig(kl_estimator="k4")
+    for bad in ("k4", "k1", "k3"):  # k1/k3 as a loss do not give the gradient of KL(pi || ref)
+        with pytest.raises(ValueError, match="kl_estimator"):
+            TrainConfig(kl_estimator=bad)
 
 
 def test_paper_defaults_and_presets():
@@ -73,7 +75,7 @@ def test_sequence_matches_chat_template_and_weights_on_responses(tok):
     s = episode_to_sequence(tok, ep, [0.25, 1.0], kl_weights=[0.1, 0.0])
     full = tok.apply_chat_template(ep.messages(), tokenize=False)
     assert tok.decode(s.input_ids) == full.rstrip("\n")
-    eot, _ = end_of_turn(tok)
+    eot = end_of_turn(tok)
     r1 = tok("It is 5.", add_special_tokens=False)["input_ids"] + [eot]
     r2 = tok("Still 5, final.", add_special_tokens=False)["input_ids"] + [eot]
     pos2 = [i for i, w in enumerate(s.weights) if w == 1.0]
@@ -87,15 +89,20 @@ def test_sequence_matches_chat_template_and_weights_on_responses(tok):
 
 
 def test_sequence_uses_sampled_ids_and_skips_ungraded(tok):
-    eot, _ = end_of_turn(tok)
+    eot = end_of_turn(tok)
     sampled = tok(" 5", add_special_tokens=False)["input_ids"] + [eot]
     ep = Episode("e", [Turn("Q?", "a", response_ids=[100, 200, eot]), Turn("Feedback?", "fb", graded=False),
                        Turn("Refine.", "5", response_ids=sampled)])
-    s = episode_to_sequence(tok, ep, [0.0, 1.0])
+    # turn 1's ids (100, 200) are not its text "a": turn 3's test-time context does not extend them, so turn 3
+    # is its own sequence: the rendered conversation, then the sampled ids; turn 1 carries no loss and is dropped
+    with pytest.raises(ValueError, match="contexts"):
+        episode_to_sequence(tok, ep, [0.0, 1.0])
+    (s,) = episode_to_sequences(tok, ep, [0.0, 1.0])
     trained = [t for t, w in zip(s.input_ids, s.weights) if w]
     assert trained == sampled and s.input_ids[-len(sampled):] == sampled
+    assert s.input_ids[:-len(sampled)] == render_ids(tok, ep.messages(2) + [{"role": "user", "content": "Refine."}])
     with pytest.raises(ValueError):
-        episode_to_sequence(tok, ep, [1.0, 1.0, 1.0])
+        episode_to_sequences(tok, ep, [1.0, 1.0, 1.0])
 
 
 # ---------------------------------------------------------------- loss
@@ -127,27 +134,42 @@ def test_masked_loss_equals_hand_cross_entropy(tok, tmp_path):
 
 
 def test_only_weighted_positions_get_gradient(tok, tmp_path):
+    """The gradient reaches the hidden state of a position iff the token it predicts carries a weight."""
     tr = Trainer(tiny(tok), tok, cfg(), tmp_path, ref_model=False)
     batch = seqs(3)
     captured = {}
-    orig = tr._logits
+    head = tr.model.get_output_embeddings()
+    orig_forward = head.forward
 
-    def grab(model, ids, mask):
-        out = orig(model, ids, mask)
-        out.retain_grad()
-        captured["logits"] = out
-        return out
-    tr._logits = grab
+    def grab(h):
+        h.retain_grad()
+        captured["h"] = h
+        return orig_forward(h)
+    head.forward = grab
     loss, _ = tr.loss(batch)
     loss.backward()
-    g = captured["logits"].grad.abs().sum(-1)  # [B, T-1]; row t predicts token t+1
-    for r, s in enumerate(batch):
-        for t in range(g.shape[1]):
-            target_w = s.weights[t + 1] if t + 1 < len(s.weights) else 0.0
-            assert (g[r, t] > 0) == (target_w != 0), (r, t)
+    head.forward = orig_forward
+    ids, mask, w, k = tr._collate(batch)
+    rows, cols = ((w != 0) | (k != 0)).nonzero(as_tuple=True)
+    g = captured["h"].grad.abs().sum(-1)  # one row per selected position
+    assert len(g) == sum(1 for s in batch for x in s.weights[1:] if x)
+    for j, (r, t) in enumerate(zip(rows.tolist(), cols.tolist())):
+        assert batch[r].weights[t + 1] != 0 and g[j] > 0, (r, t)
 
 
-@pytest.mark.parametrize("est", ["k1", "k2", "k3", "full"])
+def test_selected_logits_equal_full_forward(tok, tmp_path):
+    """Projecting only the loss positions changes nothing: the loss equals the one from full logits."""
+    tr = Trainer(tiny(tok), tok, cfg(), tmp_path, ref_model=False)
+    batch = seqs(4)
+    loss, _ = tr.loss(batch)
+    ids, mask, w, _ = tr._collate(batch)
+    with torch.no_grad():
+        logits = tr.model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+    assert math.isclose(loss.item(), float(-(w * logp).sum() / (w != 0).sum()), rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("est", ["k2", "full"])
 def test_kl_zero_when_policy_equals_reference(tok, tmp_path, est):
     tr = Trainer(tiny(tok), tok, cfg(kl_estimator=est), tmp_path)  # ref = frozen copy
     batch = [Sequence(s.input_ids, [0.0] * len(s.input_ids), [1.0] * len(s.input_ids)) for s in seqs(3)]
@@ -163,12 +185,31 @@ def test_kl_estimators_match_formulas(tok, tmp_path):
     p, q = torch.softmax(logits, -1)[0], torch.softmax(ref, -1)[0]
     lp = torch.log(p[[0, 1], [0, 2]])
     lq = torch.log(q[[0, 1], [0, 2]])
-    want = {"k1": lp - lq, "k2": 0.5 * (lp - lq) ** 2, "k3": torch.exp(lq - lp) - (lq - lp) - 1,
-            "full": (p * (p.log() - q.log())).sum(-1)}
+    want = {"k2": 0.5 * (lp - lq) ** 2, "full": (p * (p.log() - q.log())).sum(-1)}
     tr = Trainer(tiny(tok), tok, cfg(), tmp_path, ref_model=False)
     for est, w in want.items():
         tr.cfg.kl_estimator = est
-        assert torch.allclose(tr.kl_terms(logits, ref, tgt, sel), w, atol=1e-6), est
+        assert torch.allclose(tr.kl_terms(logits[sel], ref[sel], tgt[sel]), w, atol=1e-6), est
+
+
+@pytest.mark.parametrize("est", ["k2", "full"])
+def test_kl_estimator_gradient_is_the_kl_gradient(est):
+    """On a 3-token softmax pi = softmax(theta): the expected gradient of the KL loss over on-policy samples
+    (exact expectation: sum over tokens weighted by pi, gradient through the loss only) equals d KL(pi||ref)/d theta.
+    k1 = log pi - log ref would give 0 here and k3 the gradient of KL(ref || pi)."""
+    from types import SimpleNamespace
+    theta = torch.tensor([0.3, -0.5, 1.1], dtype=torch.float64, requires_grad=True)
+    ref = torch.tensor([0.0, 0.4, -0.2], dtype=torch.float64)
+    host = SimpleNamespace(cfg=SimpleNamespace(kl_estimator=est))
+    kl_terms = Trainer.kl_terms.__get__(host)
+    pi = torch.softmax(theta, -1).detach()
+    loss = sum(pi[t] * kl_terms(theta[None], ref[None], torch.tensor([t]))[0] for t in range(3))
+    (g,) = torch.autograd.grad(loss, theta)
+    th = theta.detach().clone().requires_grad_(True)
+    p = torch.softmax(th, -1)
+    exact = (p * (torch.log(p) - torch.log_softmax(ref, -1))).sum()
+    (want,) = torch.autograd.grad(exact, th)
+    assert torch.allclose(g, want, atol=1e-10), (est, g, want)
 
 
 def test_kl_term_enters_loss_after_update(tok, tmp_path):
@@ -215,7 +256,7 @@ def test_save_policy_loads_with_models_load(tok, tmp_path):
 
 def test_bf16_lora_checkpointing_after_fp32_trainer(tok, tmp_path):
     Trainer(tiny(tok), tok, cfg(), tmp_path / "a", ref_model=False)
-    tr = Trainer(tiny(tok), tok, cfg(dtype="bfloat16", lora=True, gradient_checkpointing=True, kl_estimator="k3",
+    tr = Trainer(tiny(tok), tok, cfg(dtype="bfloat16", lora=True, gradient_checkpointing=True, kl_estimator="k2",
                                      lr_schedule="cosine", warmup_steps=1), tmp_path / "b")
     assert tr.accelerator.mixed_precision == "bf16"
     batch = [Sequence(s.input_ids, s.weights, [0.1] * len(s.input_ids)) for s in seqs(4)]

@@ -46,6 +46,18 @@ class Completion:
     """Token ids of the rendered prompt the completion continues."""
     finish_reason: str = "stop"
     """"stop" (end-of-turn token) or "length" (hit max_new_tokens)."""
+    logprobs: list[float] | None = None
+    """log-probability of each generated token under the sampler's temperature softmax (None when greedy or
+    when the engine does not report them): lets a trainer check it trains on the distribution it sampled."""
+
+
+def render_ids(tokenizer, messages: list[Message]) -> list[int]:
+    """Token ids of ``messages`` with the generation prompt: the one definition of what a model is prompted with
+    (every engine renders with it, and training renders an unsampled turn with it, as a test-time turn would be)."""
+    out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    if hasattr(out, "keys"):  # some tokenizer versions return an encoding even with return_dict=False
+        out = out["input_ids"]
+    return [int(t) for t in out]
 
 
 class Engine(ABC):
@@ -59,8 +71,7 @@ class Engine(ABC):
 
     def render(self, conversation: list[Message]) -> list[int]:
         """Token ids of the conversation with the generation prompt, as the model sees it."""
-        return list(self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True,
-                                                       tokenize=True, return_dict=False))
+        return render_ids(self.tokenizer, conversation)
 
     def describe(self) -> dict:
         return {"engine": self.name}

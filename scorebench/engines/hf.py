@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..registry import ENGINES
+from ..seeding import derive_seed
 from .base import Completion, Engine, SamplingParams
 
 _FAST_TYPES = ("llama", "mistral", "qwen2")
@@ -111,8 +112,9 @@ class HFEngine(Engine):
         seqs = self._runner.run(prompts, params, self.eos_ids, max(1, self.batch_size), on_done=lambda: bar.update(1))
         bar.close()
         self.last_stats = dict(self._runner.stats)
-        return [[make_completion(self.tokenizer, prompts[i], seqs[i][k], self.eos_ids) for k in range(params.n)]
-                for i in range(len(prompts))]
+        lps = self._runner.logprobs
+        return [[make_completion(self.tokenizer, prompts[i], seqs[i][k], self.eos_ids, lps[i][k])
+                 for k in range(params.n)] for i in range(len(prompts))]
 
     # -- plain transformers generate --------------------------------------------------------------------------
     def _generate_plain(self, prompts, params: SamplingParams, desc):
@@ -126,7 +128,7 @@ class HFEngine(Engine):
         try:
             for b, start in enumerate(range(0, len(order), rows_per_batch)):
                 idx = order[start:start + rows_per_batch]
-                torch.manual_seed(params.seed * 1_000_003 + b)
+                torch.manual_seed(derive_seed(params.seed, "batch", b))
                 comps = self._generate_batch([prompts[i] for i in idx], params)
                 for j, i in enumerate(idx):
                     out[i] = comps[j * params.n:(j + 1) * params.n]
@@ -364,6 +366,7 @@ class _FastLlama:
         n, max_new = params.n, params.max_new_tokens
         eos = set(eos_ids)
         out: list[list[list[int] | None]] = [[None] * n for _ in prompts]
+        self.logprobs: list[list[list[float] | None]] = [[None] * n for _ in prompts]
         if not prompts:
             return out  # type: ignore[return-value]
         T = max(len(p) for p in prompts) + max_new
@@ -390,11 +393,12 @@ class _FastLlama:
             if greedy:
                 return None
             g = torch.Generator(device="cpu")
-            g.manual_seed((params.seed * 1_000_003 + i * 10_007 + k) % (2 ** 63 - 1))
+            g.manual_seed(derive_seed(params.seed, i, k))
             return g
 
         def finish(job):
             out[job[0]][job[1]] = job[3]
+            self.logprobs[job[0]][job[1]] = job[4]
             if on_done:
                 on_done()
 
@@ -422,10 +426,11 @@ class _FastLlama:
                 if left[i] == 0:
                     del prefix[i]
                 g = gen_for(i, k)
-                first = int(_sample(logits.unsqueeze(0), params, [g])[0])
+                first_t, first_lp = _sample(logits.unsqueeze(0), params, [g])
+                first = int(first_t[0])
                 if ttft is None:
                     ttft = time.perf_counter() - t0
-                job = (i, k, g, [first])
+                job = (i, k, g, [first], None if first_lp is None else [float(first_lp[0])])
                 if first in eos or max_new == 1:
                     finish(job)
                     continue
@@ -449,16 +454,19 @@ class _FastLlama:
         while nb:
             tmax = int(pos[:nb].max()) + 1
             logits = self.decode(tok[:nb], pos[:nb], kc, vc, nb, tmax)
-            nxt = _sample(logits, params, [slot_job[r][2] for r in range(nb)])
+            nxt, nlp = _sample(logits, params, [slot_job[r][2] for r in range(nb)])
             steps += 1
             decode_tokens += nb
             tok[:nb] = nxt
             pos[:nb] += 1
             nl = nxt.tolist()
+            nlps = nlp.tolist() if nlp is not None else None
             r = 0
             while r < nb:
                 job = slot_job[r]
                 job[3].append(nl[r])
+                if nlps is not None:
+                    job[4].append(nlps[r])
                 if nl[r] in eos or len(job[3]) >= max_new:
                     finish(job)
                     if not start(r):  # nothing waits: move the last active row here and shrink the batch
@@ -466,6 +474,8 @@ class _FastLlama:
                         if r != nb:
                             move(nb, r)
                             nl[r] = nl[nb]
+                            if nlps is not None:
+                                nlps[r] = nlps[nb]
                             continue  # examine the moved row (it has already received its token)
                 r += 1
         wall = time.perf_counter() - t0
@@ -484,12 +494,19 @@ def _pack(w: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(w.detach().contiguous(), 32)
 
 
-def _sample(logits: torch.Tensor, params: SamplingParams, gens: list) -> torch.Tensor:
-    """Next token per row from fp32 logits [B, V]: argmax when greedy, else an exact draw from the
-    temperature softmax restricted to the nucleus (smallest top set with mass >= top_p), by inverse CDF with one
-    uniform per row from that row's generator."""
+def _sample(logits: torch.Tensor, params: SamplingParams, gens: list) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(next token, its log-probability) per row from fp32 logits [B, V]: argmax (no log-probability) when
+    greedy, else an exact draw from the temperature softmax restricted to the nucleus (smallest top set with mass
+    >= top_p), by inverse CDF with one uniform per row from that row's generator. The log-probability is under
+    the full temperature softmax (what a trainer's loss at that temperature sees)."""
     if params.temperature == 0:
-        return logits.argmax(-1)
+        return logits.argmax(-1), None
+    tok = _draw(logits, params, gens)
+    z = logits / params.temperature
+    return tok, z.gather(-1, tok[:, None]).squeeze(-1) - torch.logsumexp(z, -1)
+
+
+def _draw(logits: torch.Tensor, params: SamplingParams, gens: list) -> torch.Tensor:
     probs = torch.softmax(logits / params.temperature, -1)
     u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in gens]).to(logits.device)
     if params.top_p < 1.0:
@@ -525,7 +542,8 @@ def inverse_cdf(probs: torch.Tensor, u: torch.Tensor, block: int = 256) -> torch
     return (b * block + j).squeeze(1).clamp_(max=V - 1)
 
 
-def make_completion(tokenizer, prompt_ids: list[int], toks: list[int], eos_ids: list[int]) -> Completion:
+def make_completion(tokenizer, prompt_ids: list[int], toks: list[int], eos_ids: list[int],
+                    logprobs: list[float] | None = None) -> Completion:
     """Cut generated tokens at the first end-of-turn token (kept) — pad equals eos, so later ones are padding."""
     cut = next((k for k, t in enumerate(toks) if t in eos_ids), None)
     if cut is not None:
@@ -533,7 +551,8 @@ def make_completion(tokenizer, prompt_ids: list[int], toks: list[int], eos_ids: 
     else:
         reason = "length"
     text = tokenizer.decode(toks, skip_special_tokens=True)
-    return Completion(text=text.strip(), token_ids=toks, prompt_ids=list(prompt_ids), finish_reason=reason)
+    return Completion(text=text.strip(), token_ids=toks, prompt_ids=list(prompt_ids), finish_reason=reason,
+                      logprobs=None if logprobs is None else list(logprobs[:len(toks)]))
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

@@ -39,6 +39,9 @@ class ArithConfig:
     """Size of the test split."""
     seed: int = 0
     """Seed of the generator; the test split uses seed + 1,000,003 so splits differ."""
+    hard_fraction: float = 0.0
+    """Fraction of problems with ``steps + 1`` updates (a mixture of difficulties: the easy ones carry a learning
+    signal, the hard ones keep the first attempt below the ceiling, so self-correction has room)."""
 
 
 def extract_answer(response: str) -> int | None:
@@ -55,7 +58,9 @@ def extract_answer(response: str) -> int | None:
         return None
 
 
-def make_problem(rng: random.Random, steps: int, max_operand: int) -> dict:
+def make_problem(rng: random.Random, steps: int, max_operand: int, hard_fraction: float = 0.0) -> dict:
+    if hard_fraction and rng.random() < hard_fraction:  # no draw at 0: the plain task's problems are unchanged
+        steps += 1
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     pron = "She" if name in ("Mia", "Ava", "Emma", "Zoe", "Ivy", "Lily") else "He"
     obj = "her" if pron == "She" else "him"
@@ -81,10 +86,13 @@ class Arith(Task):
     description = "integer word problems of adjustable difficulty (CPU-scale; the embedded model solves some)"
 
     def __init__(self, steps: int = ArithConfig.steps, max_operand: int = ArithConfig.max_operand,
-                 n_train: int = ArithConfig.n_train, n_test: int = ArithConfig.n_test, seed: int = ArithConfig.seed):
-        self.cfg = ArithConfig(steps, max_operand, n_train, n_test, seed)
+                 n_train: int = ArithConfig.n_train, n_test: int = ArithConfig.n_test, seed: int = ArithConfig.seed,
+                 hard_fraction: float = ArithConfig.hard_fraction):
+        self.cfg = ArithConfig(steps, max_operand, n_train, n_test, seed, hard_fraction)
         if steps < 1 or max_operand < 1:
-            raise ValueError("arith: steps and max_operand must be >= 1")
+            raise ValueError(f"{self.name}: steps and max_operand must be >= 1")
+        if not 0.0 <= hard_fraction <= 1.0:
+            raise ValueError(f"{self.name}: hard_fraction must be in [0, 1], got {hard_fraction}")
         self._test = self._generate("test", n_test, seed + 1_000_003)
         banned = {ex["problem"] for ex in self._test}
         self._train = self._generate("train", n_train, seed, banned)
@@ -96,7 +104,7 @@ class Arith(Task):
             attempts += 1
             if attempts > 50 * n + 1000:
                 raise ValueError(f"arith: cannot make {n} distinct {split} problems at this difficulty")
-            p = make_problem(rng, self.cfg.steps, self.cfg.max_operand)
+            p = make_problem(rng, self.cfg.steps, self.cfg.max_operand, self.cfg.hard_fraction)
             if p["problem"] in seen:
                 continue
             seen.add(p["problem"])

@@ -11,7 +11,11 @@ import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-KL_ESTIMATORS = ("k1", "k2", "k3", "full")
+KL_ESTIMATORS = ("k2", "full")
+"""Only estimators whose gradient, taken as a loss on on-policy samples, is the gradient of KL(pi || ref):
+``full`` (exact over the vocabulary) and ``k2`` = (log pi - log ref)^2 / 2 on the sampled token. ``k1``
+(log pi - log ref) has zero expected gradient as a loss and ``k3`` gives the gradient of the reverse KL(ref || pi);
+both are only right as a penalty inside the reward, which is not how this trainer applies KL."""
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
 
@@ -31,6 +35,9 @@ class TrainConfig:
     """Sequences per optimizer step (paper: 512)."""
     micro_batch_size: int | None = None
     """Sequences per forward/backward pass; None = ceil(batch_size / grad_accum)."""
+    micro_batch_tokens: int | None = None
+    """If set, micro-batches hold up to this many padded tokens instead of micro_batch_size sequences (sized for
+    the device: a GPU takes far more tokens per pass than a CPU)."""
     steps: int = 3000
     """Optimizer steps (paper: 3000); fit() stops at the first of steps and epochs."""
     epochs: float = 1.0
@@ -53,7 +60,7 @@ class TrainConfig:
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     """Module names LoRA adapts."""
     kl_estimator: str = "full"
-    """Per-token KL(pi || ref): "k1", "k2", "k3" on the sampled token, or "full" (exact, over the vocabulary)."""
+    """Per-token KL(pi || ref): "full" (exact, over the vocabulary) or "k2" (on the sampled token)."""
     loss_normalization: str = "tokens"
     """Loss denominator: "tokens" (positions with a weight or KL coefficient) or "sequences"."""
     save_every: int = 0
@@ -65,7 +72,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     """Recompute activations in backward to save memory."""
     temperature: float = 1.0
-    """Sampling temperature for training rollouts (paper: 1.0)."""
+    """Sampling temperature for training rollouts and data (paper: 1.0); policy-gradient losses use it too."""
     beta1: float = 0.01
     """SCoRe Stage II KL coefficient toward the reference policy (paper: 0.01)."""
     beta2: float = 0.1
@@ -77,7 +84,9 @@ class TrainConfig:
         if isinstance(self.betas, list):
             self.betas = tuple(self.betas)
         if self.kl_estimator not in KL_ESTIMATORS:
-            raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}")
+            why = (" (k1 and k3 differentiated as a loss do not give the gradient of KL(pi || ref))"
+                   if self.kl_estimator in ("k1", "k3") else "")
+            raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}{why}")
         if self.loss_normalization not in ("tokens", "sequences"):
             raise ValueError(f"loss_normalization must be 'tokens' or 'sequences', got {self.loss_normalization!r}")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -86,6 +95,8 @@ class TrainConfig:
             raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
         if self.batch_size < 1 or self.grad_accum < 1 or (self.micro_batch_size is not None and self.micro_batch_size < 1):
             raise ValueError("batch_size, grad_accum and micro_batch_size must be >= 1")
+        if self.micro_batch_tokens is not None and self.micro_batch_tokens < 1:
+            raise ValueError("micro_batch_tokens must be >= 1")
 
     @property
     def micro(self) -> int:

@@ -1,17 +1,28 @@
 """Episodes -> token sequences with per-position loss weights and KL coefficients.
 
+The rule (one definition, used by every method): the training tokens of an attempt are exactly the prompt ids
+the engine generated it from followed by the ids it generated (``Turn.prompt_ids`` + ``Turn.response_ids``).
+A turn whose ids are unknown (a hand-made or assembled trace, e.g. Pair-SFT's second attempt, which was
+sampled in another context) gets the ids the chat template renders at test time for the conversation so far,
+and its text tokenized plus the end-of-turn token.
+
+Why not one glued sequence per episode: the protocol renders each turn's prompt from the conversation's *text*,
+so when turn 1 stopped at ``max_new_tokens`` (no end-of-turn id) or its text re-tokenizes differently, turn 2's
+prompt is not turn 1's prompt + response ids. Gluing would train on a context nobody sampled from. So consecutive
+turns share one sequence only when the later prompt extends the earlier prompt + response token for token;
+otherwise the later turn starts a new sequence. Pieces that carry no loss and no KL are dropped. The pieces of
+one episode share ``group`` so that a per-episode loss normalization still counts the episode once.
+
 Why by position: the embedded model's pad, eos and end-of-turn tokens are one id (<|im_end|>), so a mask built
 from token ids would drop the end-of-turn token the model must learn to emit. Every mask here is built from the
-positions where each piece was appended.
-
-Layout for an episode with turns (u1, a1), (u2, a2), ...: the chat template's rendering of u1 with the generation
-prompt, then a1's tokens (``response_ids`` when the turn was sampled on-policy, else the tokenized text plus the
-end-of-turn token), then the template's glue (the rest of a1's end-of-turn line, u2, the assistant header), a2...
-``weights[t]`` is the loss weight for predicting ``input_ids[t]`` from ``input_ids[:t]``.
+positions where each piece was appended. ``weights[t]`` is the loss weight for predicting ``input_ids[t]`` from
+``input_ids[:t]``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from ..engines.base import render_ids
 
 _SENTINEL = "\u2063SCOREBENCH_SENTINEL\u2063"
 
@@ -19,44 +30,44 @@ _SENTINEL = "\u2063SCOREBENCH_SENTINEL\u2063"
 @dataclass
 class Sequence:
     input_ids: list[int]
-    """Token ids of the whole conversation."""
+    """Token ids of the whole (piece of the) conversation."""
     weights: list[float]
     """Per-position loss weight on log pi(input_ids[t] | prefix): 1.0 for SFT, the advantage for PG, 0 = no loss."""
     kl_weights: list[float]
     """Per-position coefficient of KL(pi || ref) at the distribution that predicts input_ids[t]."""
+    group: str | None = None
+    """The episode this sequence comes from (an episode split in pieces counts once per-episode)."""
 
     def __post_init__(self):
         if not (len(self.input_ids) == len(self.weights) == len(self.kl_weights)):
             raise ValueError("Sequence: input_ids, weights and kl_weights must have equal length")
 
     def to_json(self) -> dict:
-        return {"input_ids": self.input_ids, "weights": self.weights, "kl_weights": self.kl_weights}
+        d = {"input_ids": self.input_ids, "weights": self.weights, "kl_weights": self.kl_weights}
+        if self.group is not None:
+            d["group"] = self.group
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> "Sequence":
-        return cls(d["input_ids"], d["weights"], d["kl_weights"])
-
-
-def _render(tokenizer, messages, gen: bool) -> str:
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=gen, tokenize=False)
+        return cls(d["input_ids"], d["weights"], d["kl_weights"], d.get("group"))
 
 
 def _encode(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def end_of_turn(tokenizer) -> tuple[int, str]:
-    """(id, text) of the token the chat template closes an assistant turn with (<|im_end|> for SmolLM2)."""
+def end_of_turn(tokenizer) -> int:
+    """Id of the token the chat template closes an assistant turn with (<|im_end|> for SmolLM2); the eos token
+    when the template closes turns with ordinary text."""
     cached = getattr(tokenizer, "_scorebench_eot", None)
-    if cached:
+    if cached is not None:
         return cached
-    text = _render(tokenizer, [{"role": "user", "content": "x"}, {"role": "assistant", "content": _SENTINEL}], False)
+    msgs = [{"role": "user", "content": "x"}, {"role": "assistant", "content": _SENTINEL}]
+    text = tokenizer.apply_chat_template(msgs, add_generation_prompt=False, tokenize=False)
     tail = text[text.rindex(_SENTINEL) + len(_SENTINEL):]
     ids = _encode(tokenizer, tail) if tail else []
-    if ids and ids[0] in tokenizer.all_special_ids:
-        eot = (ids[0], tokenizer.decode([ids[0]]))
-    else:
-        eot = (tokenizer.eos_token_id, tokenizer.eos_token)
+    eot = ids[0] if ids and ids[0] in tokenizer.all_special_ids else tokenizer.eos_token_id
     try:
         tokenizer._scorebench_eot = eot
     except AttributeError:
@@ -64,10 +75,25 @@ def end_of_turn(tokenizer) -> tuple[int, str]:
     return eot
 
 
-def episode_to_sequence(tokenizer, episode, turn_weights: list[float],
-                        kl_weights: list[float] | None = None) -> Sequence:
-    """The episode as one sequence; ``turn_weights[k]`` / ``kl_weights[k]`` cover every token of the k-th graded
-    attempt's response (including its end-of-turn token); prompts, glue and ungraded turns get 0."""
+def turn_tokens(tokenizer, episode, i: int) -> tuple[list[int], list[int]]:
+    """(prompt ids, response ids) of turn ``i``: as sampled when known, else as rendered at test time."""
+    turn = episode.turns[i]
+    if turn.prompt_ids is not None:
+        prompt = list(turn.prompt_ids)
+    else:
+        prompt = render_ids(tokenizer, episode.messages(i) + [{"role": "user", "content": turn.prompt}])
+    if turn.response_ids is not None:
+        resp = list(turn.response_ids)
+    else:
+        resp = _encode(tokenizer, turn.response) + [end_of_turn(tokenizer)]
+    return prompt, resp
+
+
+def episode_to_sequences(tokenizer, episode, turn_weights: list[float],
+                         kl_weights: list[float] | None = None, drop_empty: bool = True) -> list[Sequence]:
+    """The episode as the fewest sequences that are each exactly what was sampled (see the module docstring);
+    ``turn_weights[g]`` / ``kl_weights[g]`` cover every token of the g-th graded attempt's response (including
+    its end-of-turn token when it has one); prompts and ungraded turns get 0."""
     graded = [i for i, t in enumerate(episode.turns) if t.graded]
     if len(turn_weights) != len(graded):
         raise ValueError(f"episode {episode.id}: {len(turn_weights)} turn weights for {len(graded)} graded attempts")
@@ -75,34 +101,34 @@ def episode_to_sequence(tokenizer, episode, turn_weights: list[float],
     if len(kl_weights) != len(graded):
         raise ValueError(f"episode {episode.id}: {len(kl_weights)} KL weights for {len(graded)} graded attempts")
     w_of = {i: (float(turn_weights[g]), float(kl_weights[g])) for g, i in enumerate(graded)}
-    eot_id, eot_text = end_of_turn(tokenizer)
+    pieces: list[Sequence] = []
     ids: list[int] = []
     ws: list[float] = []
     ks: list[float] = []
-    history: list[dict] = []
-    for i, turn in enumerate(episode.turns):
-        user = {"role": "user", "content": turn.prompt}
-        if i == 0:
-            glue = list(turn.prompt_ids) if turn.prompt_ids else _encode(tokenizer, _render(tokenizer, [user], True))
+    for i in range(len(episode.turns)):
+        prompt, resp = turn_tokens(tokenizer, episode, i)
+        if ids and prompt[:len(ids)] == ids:
+            prompt = prompt[len(ids):]  # this turn's context extends the sequence so far: continue it
         else:
-            # Everything the template writes after the previous response's end-of-turn token, up to and including
-            # this turn's assistant header. The previous response is a sentinel so its text cannot confuse the cut.
-            msgs = history[:-1] + [{"role": "assistant", "content": _SENTINEL}, user]
-            text = _render(tokenizer, msgs, True)
-            tail = text[text.rindex(_SENTINEL) + len(_SENTINEL):]
-            if not tail.startswith(eot_text):
-                raise ValueError(f"chat template does not close an assistant turn with {eot_text!r}")
-            glue = _encode(tokenizer, tail[len(eot_text):])
-        ids += glue
-        ws += [0.0] * len(glue)
-        ks += [0.0] * len(glue)
-        if turn.response_ids is not None:
-            resp = list(turn.response_ids)
-        else:
-            resp = _encode(tokenizer, turn.response) + [eot_id]
+            if ids:
+                pieces.append(Sequence(ids, ws, ks, episode.id))
+            ids, ws, ks = [], [], []
         w, k = w_of.get(i, (0.0, 0.0))
-        ids += resp
-        ws += [w] * len(resp)
-        ks += [k] * len(resp)
-        history += [user, {"role": "assistant", "content": turn.response}]
-    return Sequence(ids, ws, ks)
+        ids = ids + prompt + resp
+        ws = ws + [0.0] * len(prompt) + [w] * len(resp)
+        ks = ks + [0.0] * len(prompt) + [k] * len(resp)
+    pieces.append(Sequence(ids, ws, ks, episode.id))
+    if not drop_empty:
+        return pieces
+    return [s for s in pieces if any(s.weights) or any(s.kl_weights)]
+
+
+def episode_to_sequence(tokenizer, episode, turn_weights: list[float],
+                        kl_weights: list[float] | None = None) -> Sequence:
+    """The episode as one sequence; an error when what was sampled does not form one (use
+    ``episode_to_sequences``)."""
+    out = episode_to_sequences(tokenizer, episode, turn_weights, kl_weights, drop_empty=False)
+    if len(out) != 1:
+        raise ValueError(f"episode {episode.id}: its turns were sampled from {len(out)} contexts that do not "
+                         "extend one another; use episode_to_sequences")
+    return out[0]

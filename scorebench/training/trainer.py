@@ -23,14 +23,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..seeding import derive_seed
 from .config import TrainConfig
 from .sequences import Sequence
 
 
 class Trainer:
-    def __init__(self, model, tokenizer, cfg: TrainConfig, out_dir: str | Path, ref_model=None):
+    def __init__(self, model, tokenizer, cfg: TrainConfig, out_dir: str | Path, ref_model=None,
+                 temperature: float = 1.0):
         """``ref_model``: None = the adapter-disabled model with LoRA, else a frozen copy of ``model`` taken now;
-        a model = that model; False = no reference (SFT; KL terms then raise)."""
+        a model = that model; False = no reference (SFT; KL terms then raise).
+
+        ``temperature``: the temperature the training tokens were sampled at. A policy gradient is the gradient
+        of log pi_T(y), the distribution the sampler drew y from, so the loss and the KL divide logits by it; SFT
+        on data keeps 1.0 (maximum likelihood of the model itself)."""
+        if temperature <= 0:
+            raise ValueError(f"Trainer temperature must be > 0 (a greedy sampler has no log-probabilities), got {temperature}")
+        self.temperature = float(temperature)
         from accelerate import Accelerator
         self.cfg, self.tokenizer = cfg, tokenizer
         self.out_dir = Path(out_dir)
@@ -107,64 +116,101 @@ class Trainer:
         return ids.to(dev), mask.to(dev), w[:, 1:].to(dev), k[:, 1:].to(dev)
 
     def denominator(self, batch: list[Sequence]) -> float:
+        """"sequences": the number of episodes (pieces of one episode share ``group``); "tokens": positions
+        that carry a loss weight or a KL coefficient."""
         if self.cfg.loss_normalization == "sequences":
-            return float(len(batch))
+            return float(len({s.group if s.group is not None else id(s) for s in batch}))
         n = sum(sum(1 for w, k in zip(s.weights[1:], s.kl_weights[1:]) if w != 0 or k != 0) for s in batch)
         return float(max(1, n))
 
-    def _logits(self, model, ids, mask):
-        return model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
+    def _logits_at(self, model, ids, mask, rows, cols):
+        """fp32 logits, divided by the sampling temperature, of the distributions at positions (rows, cols).
 
-    def _ref_logits(self, ids, mask):
+        Why only there: the 49k-vocabulary projection and log-softmax cost as much as the rest of a small
+        model's forward, and prompt positions carry neither loss nor KL. The decoder's hidden states are taken
+        whole (attention needs every position), then only the selected rows go through the output layer."""
+        decoder = getattr(model, "get_decoder", lambda: None)()
+        head = getattr(model, "get_output_embeddings", lambda: None)()
+        capped = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+        with self.accelerator.autocast():
+            if decoder is not None and head is not None and not capped:
+                h = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+                logits = head(h[rows, cols])
+            else:  # a model without the split (or with logit soft-capping): full logits, then select
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols]
+        return logits.float() / self.temperature
+
+    def _ref_logits_at(self, ids, mask, rows, cols):
         with torch.no_grad():
             if self._ref_is_adapter_off:
                 with self.model.disable_adapter():
-                    return self._logits(self._model, ids, mask)
+                    return self._logits_at(self._model, ids, mask, rows, cols)
             if self.ref_model is None:
                 raise ValueError("a KL term needs a reference model (the Trainer was built with ref_model=False)")
-            with self.accelerator.autocast():
-                return self._logits(self.ref_model, ids, mask)
+            return self._logits_at(self.ref_model, ids, mask, rows, cols)
 
-    def kl_terms(self, logits, ref_logits, targets, sel):
-        """Per-token KL(pi || ref) at the positions ``sel`` (a bool mask) with the configured estimator."""
-        lp, lq = logits[sel], ref_logits[sel]
-        tgt = targets[sel]
+    def kl_terms(self, logits, ref_logits, targets):
+        """Per-token KL(pi || ref) of rows of logits with the configured estimator (see KL_ESTIMATORS for why
+        only these two)."""
         if self.cfg.kl_estimator == "full":
-            logp, logq = torch.log_softmax(lp, -1), torch.log_softmax(lq, -1)
+            logp, logq = torch.log_softmax(logits, -1), torch.log_softmax(ref_logits, -1)
             return (logp.exp() * (logp - logq)).sum(-1)
-        logp_t = lp.gather(-1, tgt[:, None]).squeeze(-1) - torch.logsumexp(lp, -1)
-        logq_t = lq.gather(-1, tgt[:, None]).squeeze(-1) - torch.logsumexp(lq, -1)
-        d = logp_t - logq_t
-        if self.cfg.kl_estimator == "k1":
-            return d
-        if self.cfg.kl_estimator == "k2":
-            return 0.5 * d ** 2
-        return torch.exp(-d) + d - 1  # k3 = exp(logref - logp) - (logref - logp) - 1
+        logp_t = logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
+        logq_t = ref_logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(ref_logits, -1)
+        return 0.5 * (logp_t - logq_t) ** 2  # k2
+
+    def token_logprobs(self, batch: list[Sequence]) -> list[list[float]]:
+        """log pi_T(input_ids[t] | prefix) at every position with a loss weight or KL coefficient, per sequence,
+        as the loss sees them (temperature included): what a test compares with the sampler's probabilities."""
+        ids, mask, w, k = self._collate(batch)
+        rows, cols = ((w != 0) | (k != 0)).nonzero(as_tuple=True)
+        with torch.no_grad():
+            logits = self._logits_at(self._model, ids, mask, rows, cols)
+        lp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:][rows, cols][:, None]).squeeze(-1)
+        out: list[list[float]] = [[] for _ in batch]
+        for r, v in zip(rows.tolist(), lp.tolist()):
+            out[r].append(v)
+        return out
 
     def loss(self, batch: list[Sequence], denom: float | None = None):
         """(loss tensor, stats) for ``batch`` in one forward pass; ``denom`` defaults to this batch's own."""
         denom = self.denominator(batch) if denom is None else denom
         ids, mask, w, k = self._collate(batch)
-        targets = ids[:, 1:]
-        logits = self._logits(self._model, ids, mask)
-        logp = -F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                reduction="none").view_as(w)
-        pg = -(w * logp).sum()
-        sel = k != 0
-        kl_sum = torch.zeros((), device=logits.device)
+        rows, cols = ((w != 0) | (k != 0)).nonzero(as_tuple=True)
+        targets = ids[:, 1:][rows, cols]
+        ws, ks = w[rows, cols], k[rows, cols]
+        logits = self._logits_at(self._model, ids, mask, rows, cols)
+        logp = -F.cross_entropy(logits, targets, reduction="none")
+        pg = -(ws * logp).sum()
+        sel = ks != 0
         kl_count = int(sel.sum())
+        kl_sum = torch.zeros((), device=logits.device)
         kl_term = torch.zeros((), device=logits.device)
         if kl_count:
-            ref = self._ref_logits(ids, mask)
-            kl = self.kl_terms(logits, ref, targets, sel)
-            kl_term = (k[sel] * kl).sum()
+            ref = self._ref_logits_at(ids, mask, rows[sel], cols[sel])
+            kl = self.kl_terms(logits[sel], ref, targets[sel])
+            kl_term = (ks[sel] * kl).sum()
             kl_sum = kl.detach().sum()
         loss = (pg + kl_term) / denom
-        trained = int(((w != 0) | sel).sum())
         stats = {"loss": float(loss.detach()), "pg": float(pg.detach()) / denom, "kl_term": float(kl_term.detach()) / denom,
                  "kl": float(kl_sum) / kl_count if kl_count else 0.0, "kl_sum": float(kl_sum), "kl_count": kl_count,
-                 "tokens": trained, "total_tokens": int(mask.sum())}
+                 "tokens": int(rows.numel()), "total_tokens": int(mask.sum())}
         return loss, stats
+
+    def micro_batches(self, batch: list[Sequence]) -> list[list[Sequence]]:
+        """Length-sorted micro-batches (little padding) of at most ``micro`` sequences, or, with
+        ``micro_batch_tokens``, of at most that many padded tokens (sized for the device, not a count)."""
+        order = sorted(batch, key=lambda s: len(s.input_ids))
+        cap = self.cfg.micro_batch_tokens
+        if not cap:
+            m = self.cfg.micro
+            return [order[i:i + m] for i in range(0, len(order), m)]
+        out: list[list[Sequence]] = [[]]
+        for s in order:  # sorted ascending, so the newest sequence sets the padded width
+            if out[-1] and (len(out[-1]) + 1) * len(s.input_ids) > cap:
+                out.append([])
+            out[-1].append(s)
+        return out
 
     # ---------------------------------------------------------------- optimisation
     def step(self, batch: list[Sequence], extra: dict | None = None) -> dict:
@@ -172,8 +218,7 @@ class Trainer:
         t0 = time.time()
         self._model.train()
         denom = self.denominator(batch)
-        micro = self.cfg.micro
-        chunks = [batch[i:i + micro] for i in range(0, len(batch), micro)]
+        chunks = self.micro_batches(batch)
         agg = {"loss": 0.0, "pg": 0.0, "kl_term": 0.0, "kl_sum": 0.0, "kl_count": 0, "tokens": 0, "total_tokens": 0}
         self.optimizer.zero_grad(set_to_none=True)
         for j, mb in enumerate(chunks):
@@ -203,7 +248,7 @@ class Trainer:
 
     def _order(self, n: int, epoch: int) -> list[int]:
         order = list(range(n))
-        random.Random(self.cfg.seed * 1_000_003 + epoch).shuffle(order)
+        random.Random(derive_seed(self.cfg.seed, "epoch", epoch)).shuffle(order)
         return order
 
     def fit(self, sequences: list[Sequence], steps: int | None = None, desc: str = "sft") -> dict | None:
