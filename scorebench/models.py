@@ -9,6 +9,7 @@ code would otherwise treat the dequantized weights as quantized.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -40,18 +41,38 @@ def embedded_gguf() -> Path:
     return path
 
 
-def resolve(model: str | None) -> str:
-    """A directory or hub id that ``from_pretrained`` can load; builds the embedded cache on first use."""
-    if model in (None, "", EMBEDDED, "embedded"):
-        return str(_embedded_cache())
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?")
+"""``name`` or ``owner/name``: the only shapes the hub accepts."""
+
+
+def is_embedded(model: str | None) -> bool:
+    return model in (None, "", EMBEDDED, "embedded")
+
+
+def check(model: str | None) -> str | None:
+    """The local directory or hub id ``model`` names (None for the embedded model), without loading or converting
+    anything. Why so careful about paths: transformers sends any name it cannot find on disk to the hub, so a
+    mistyped path would cost a minute of network retries. A name is a hub id only if it has a hub id's shape and
+    is not under an existing local directory (``runs/typo`` when ``runs/`` exists is a missing path)."""
+    if is_embedded(model):
+        if not (cache_dir() / "smollm2-135m-instruct" / ".complete").exists():
+            embedded_gguf()  # raises when the package is missing
+        return None
     p = Path(model).expanduser()
     if p.exists():
-        if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
+        if not p.is_dir() or not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
             raise ModelError(f"{p} is not a model directory (no config.json or adapter_config.json)")
         return str(p)
-    if model.startswith((".", "/", "~")) or os.sep in model and model.count("/") > 1:
+    hub_shaped = _HUB_ID.fullmatch(model) is not None and ".." not in model
+    if not hub_shaped or "/" in model and Path(model.split("/")[0]).is_dir():
         raise ModelError(f"model path {model!r} does not exist")
     return model  # an HF hub id; from_pretrained reports if it cannot be fetched
+
+
+def resolve(model: str | None) -> str:
+    """A directory or hub id that ``from_pretrained`` can load; builds the embedded cache on first use."""
+    found = check(model)
+    return str(_embedded_cache()) if found is None else found
 
 
 def _embedded_cache() -> Path:

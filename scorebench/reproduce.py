@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 
-from . import tables
+from . import checks, tables
+from .checks import UsageError
+from .models import ModelError
 from .registry import METHODS
-from .rundir import RunDir, write_json
-from .runner import RunConfig, run
+from .rundir import RunDir, atomic_write, write_json
+from .runner import RunConfig, run, validate
 
 MATH_COLS = [("acc_t1", "Acc@t1"), ("acc_t2", "Acc@t2"), ("delta", "Δ(t1,t2)"), ("delta_i2c", "Δ i→c"),
              ("delta_c2i", "Δ c→i")]
@@ -114,9 +116,43 @@ def find_run(runs_dir: Path, cfg: RunConfig) -> Path:
 
 def commands(number: int, base: RunConfig, runs_dir: Path) -> list[str]:
     """The ``scorebench run`` command of every row (``reproduce --dry-run``): run them anywhere, in parallel or on
-    other machines, into ``runs_dir``; ``reproduce`` then finds them and only writes the table."""
+    other machines, into ``runs_dir``; ``reproduce`` then finds them and only writes the table. Every row is
+    validated first, so a command that would fail is never printed."""
     t = _table(number)
-    return [command_for(cfg, find_run(Path(runs_dir), cfg)) for _, _, cfg, _ in row_configs(t, base)]
+    rows = [(cfg, find_run(Path(runs_dir), cfg)) for _, _, cfg, _ in row_configs(t, base)]
+    for cfg, rdir in rows:
+        validate(cfg, rdir, writable=False)
+    return [command_for(cfg, rdir) for cfg, rdir in rows]
+
+
+def mbpp_r_config(cfg: RunConfig, rdir: Path) -> RunConfig:
+    """A row's MBPP-R run: a trained row's policy (``rdir/policy``) under the base protocol; an untrained row's
+    method on the untrained model."""
+    if METHODS.get(cfg.method).trains:
+        return replace(cfg, task="mbpp-r", train_task=None, method="base", model=str(rdir / "policy"),
+                       method_args={})
+    return replace(cfg, task="mbpp-r", train_task=None)
+
+
+def _check_rows(t: Table, base: RunConfig, runs_dir: Path, out_dir: Path) -> list:
+    """Validate every row before any row runs: (method, label, config, run dir) per row. A finished trained row
+    whose policy is gone (run directories ship without weights) cannot make its MBPP-R column."""
+    checks.output_dir(out_dir, "--out")
+    checks.output_dir(runs_dir, "--runs-dir")
+    rows = []
+    for method, label, cfg, _ in row_configs(t, base):
+        rdir = find_run(runs_dir, cfg)
+        plan = validate(cfg, rdir)
+        if t.mbpp_r and plan.finished and METHODS.get(method).trains:
+            rcfg = mbpp_r_config(cfg, rdir)
+            try:
+                validate(rcfg, runs_dir / f"{method}-mbpp-r-{rcfg.key()}")
+            except ModelError:
+                raise UsageError(f"the MBPP-R column of row {method!r} needs its trained policy {rdir / 'policy'}, "
+                                 f"which is missing (run directories ship without weights); remove {rdir} or use "
+                                 "another --runs-dir to retrain the row") from None
+        rows.append((method, label, cfg, rdir))
+    return rows
 
 
 def _table(number: int) -> Table:
@@ -128,18 +164,16 @@ def _table(number: int) -> Table:
 def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progress: bool = True) -> dict:
     t = _table(number)
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    checked = _check_rows(t, base, runs_dir, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for method, label, cfg, _ in row_configs(t, base):
-        rdir = find_run(runs_dir, cfg)
+    for method, label, cfg, rdir in checked:
         run(cfg, rdir, progress=progress)
         row = {"method": method, "label": label, "run": str(rdir), "command": command_for(cfg, rdir),
                "seconds": RunDir(rdir).config()["total_seconds"],
                "metrics": tables.recompute(rdir)}
         if t.mbpp_r:
-            policy = rdir / "policy"
-            rcfg = replace(cfg, task="mbpp-r", train_task=None,
-                           **({"method": "base", "model": str(policy), "method_args": {}} if policy.exists() else {}))
+            rcfg = mbpp_r_config(cfg, rdir)
             rrdir = runs_dir / f"{method}-mbpp-r-{rcfg.key()}"
             run(rcfg, rrdir, progress=progress)
             row.update(mbpp_r_run=str(rrdir), mbpp_r_command=command_for(rcfg, rrdir),
@@ -203,9 +237,9 @@ def write_outputs(t: Table, result: dict, out_dir: Path) -> None:
     md += [f"- {row['label']}: `{row['command']}` ({row['seconds']} s wall time, recorded in its config.json)" for row in result["rows"]]
     md += [f"- {row['label']} MBPP-R: `{row['mbpp_r_command']}`" for row in result["rows"] if "mbpp_r_command" in row]
     stem = f"table{t.number}"
-    (out_dir / f"{stem}.md").write_text("\n".join(md) + "\n")
-    (out_dir / f"{stem}.csv").write_text(csv_buf.getvalue())
-    (out_dir / f"{stem}.tex").write_text("\n".join(tex) + "\n")
+    atomic_write(out_dir / f"{stem}.md", "\n".join(md) + "\n")
+    atomic_write(out_dir / f"{stem}.csv", csv_buf.getvalue())
+    atomic_write(out_dir / f"{stem}.tex", "\n".join(tex) + "\n")
     write_json(out_dir / f"{stem}.json", result)
 
 

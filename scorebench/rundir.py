@@ -7,16 +7,23 @@
 
 Every write is either an fsync'd append of whole lines (episodes) or a write-to-temp + rename (the rest), so a
 run killed at any point leaves files that parse, and ``scorebench run`` with the same ``--out`` resumes by
-skipping the episodes already written.
+skipping the episodes already written. Every file gets the same mode (0666 less the umask, like ``open``).
+
+Two processes must never write one directory: the writer holds ``flock`` on the directory itself (``lock``), and a
+second writer is refused at once with one line (``RunDirBusy``) rather than made to wait — a wait could last hours
+with nothing to show for it, while a refusal says what to do. Readers take no lock; they de-duplicate episodes
+by id (the first line wins), so even a directory that an older version let two writers fill reports the right n.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
+import secrets
 import subprocess
 import sys
-import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -31,14 +38,26 @@ class RunDirError(ValueError):
     pass
 
 
+class RunDirBusy(RunDirError):
+    """Another process holds the run directory's lock."""
+
+
 def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path`` and rename it over ``path``. The temp file is created with
+    mode 0666 less the umask (``mkstemp`` would make it 0600), and removed if the write fails (a full disk), so a
+    failed write leaves the old file and no litter."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: Path, obj) -> None:
@@ -85,21 +104,48 @@ class RunDir:
     def exists(self) -> bool:
         return self.config_path.exists()
 
+    @contextmanager
+    def lock(self):
+        """Hold an exclusive ``flock`` on the directory (created if missing) for the ``with`` block; raise
+        ``RunDirBusy`` at once if another process holds it. Locking the directory itself leaves no lock file
+        behind, and the kernel drops the lock when the holder dies, so a killed run never blocks its resume."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunDirBusy(f"{self.path} is in use by another scorebench process (it holds the directory's "
+                                 "lock); wait for it to finish, then rerun, or choose another --out") from None
+            yield self
+        finally:
+            os.close(fd)  # releases the lock
+
+    def check(self, config: dict) -> None:
+        """Refuse (RunDirError) if the directory already holds a run of another config; reads only, so the
+        validation pass can call it before anything is loaded or written."""
+        if not self.exists():
+            return
+        old = self.config()
+        if old.get("config") != config.get("config"):
+            diff = sorted(k for k in set(old.get("config", {})) | set(config.get("config", {}))
+                          if old.get("config", {}).get(k) != config.get("config", {}).get(k))
+            raise RunDirError(f"{self.path} holds a run with a different config (differs in: "
+                              f"{', '.join(diff)}); choose another --out")
+        if old.get("key") and config.get("key") and old["key"] != config["key"]:
+            raise RunDirError(f"{self.path} was made with a different preset content (key {old['key']}, now "
+                              f"{config['key']}); choose another --out")
+
     def init(self, config: dict, resume: bool = True) -> None:
-        """Create the directory with ``config``; an existing one must hold the same config to be resumed."""
+        """Create the directory with ``config``; an existing one must hold the same config to be resumed (its
+        ``total_seconds`` is dropped until this session finishes: a run without it is unfinished)."""
         self.path.mkdir(parents=True, exist_ok=True)
         if self.exists():
+            self.check(config)
             old = self.config()
-            if old.get("config") != config.get("config"):
-                diff = sorted(k for k in set(old.get("config", {})) | set(config.get("config", {}))
-                              if old.get("config", {}).get(k) != config.get("config", {}).get(k))
-                raise RunDirError(f"{self.path} holds a run with a different config (differs in: "
-                                  f"{', '.join(diff)}); choose another --out")
-            if old.get("key") and config.get("key") and old["key"] != config["key"]:
-                raise RunDirError(f"{self.path} was made with a different preset content (key {old['key']}, now "
-                                  f"{config['key']}); choose another --out")
             if not resume:
                 raise RunDirError(f"{self.path} already holds a run; pass --resume or choose another --out")
+            old.pop("total_seconds", None)
             config = {**old, "resumed": old.get("resumed", 0) + 1}
         write_json(self.config_path, config)
 
@@ -119,21 +165,25 @@ class RunDir:
             os.fsync(f.fileno())
 
     def episodes(self, repair: bool = False) -> list[Episode]:
-        """All complete episodes. A truncated last line (a kill mid-write) is dropped — and cut off the file when
-        ``repair`` — while a malformed line elsewhere is an error naming it."""
+        """All complete episodes, one per id (a repeated id — two writers before the lock existed — keeps its
+        first line). A truncated last line (a kill mid-write) is dropped — and cut off the file when ``repair`` —
+        while a malformed line elsewhere is an error naming it."""
         if not self.episodes_path.exists():
             return []
         raw = self.episodes_path.read_bytes()
         lines = raw.split(b"\n")
         tail = lines.pop()  # b"" when the file ends with a newline
-        out = []
+        out, seen = [], set()
         for i, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                out.append(Episode.from_json(json.loads(line)))
+                ep = Episode.from_json(json.loads(line))
             except (json.JSONDecodeError, TypeError, KeyError) as e:
                 raise RunDirError(f"{self.episodes_path}:{i}: malformed episode line ({e})") from None
+            if ep.id not in seen:
+                seen.add(ep.id)
+                out.append(ep)
         if tail.strip() and repair:
             with open(self.episodes_path, "r+b") as f:
                 f.truncate(len(raw) - len(tail))

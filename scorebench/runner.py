@@ -4,14 +4,17 @@ write the run directory. The data flows one way: task → protocol → engine �
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import checks
 from . import metrics as M
 from . import tables
+from .checks import UsageError
 from .engines import SamplingParams, get_engine
 from .method import RunContext
 from .protocol import run_protocol
@@ -32,7 +35,7 @@ class RunConfig:
     engine: str = "hf"
     """Sampling engine: ``hf`` (CPU/GPU, transformers) or ``vllm`` (GPU only)."""
     dtype: str = "float32"
-    """Model dtype for sampling: float32, bfloat16 or float16."""
+    """Dtype the model's weights are loaded in: float32, bfloat16 or float16."""
     limit: int | None = None
     """Evaluate on the first N test problems only."""
     turns: int = 2
@@ -51,11 +54,24 @@ class RunConfig:
     """Keyword arguments for the task constructor (e.g. arith difficulty)."""
     method_args: dict = field(default_factory=dict)
     """Method hyperparameters (see each method's config)."""
+    compute_dtype: str = "auto"
+    """Dtype the HF engine's fast path computes in: auto (bf16 matmuls for float32 weights on a CPU with native
+    bf16, else the weights' dtype), float32 (exact) or bfloat16. The engine's record shows what it chose."""
+
+    def record(self) -> dict:
+        """The config as ``config.json`` records it and the key hashes it: every field, except one added after
+        runs were shipped while it holds the value those runs used (``LATER_FIELDS``) — so they keep their keys
+        and are still found and reused."""
+        d = asdict(self)
+        for k, v in LATER_FIELDS.items():
+            if d.get(k) == v:
+                del d[k]
+        return d
 
     def resolved(self) -> dict:
         """The config plus, for a method that trains, the content of its preset file (``method_args["preset"]``,
         default cpu-small) — editing a preset changes the results, so it must change the key too."""
-        d = asdict(self)
+        d = self.record()
         if METHODS.get(self.method).trains:
             from .training.config import load_preset
             d["preset_content"] = load_preset((self.method_args or {}).get("preset", "cpu-small"))
@@ -66,47 +82,148 @@ class RunConfig:
         return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()[:8]
 
 
-def validate(cfg: RunConfig) -> None:
-    TASKS.get(cfg.task)
-    if cfg.train_task:
-        TASKS.get(cfg.train_task)
-    METHODS.get(cfg.method)
-    ENGINES.get(cfg.engine)
-    if cfg.turns < 1:
-        raise ValueError(f"--turns must be >= 1, got {cfg.turns}")
-    if cfg.limit is not None and cfg.limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {cfg.limit}")
-    if cfg.dtype not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {cfg.dtype!r}")
-    if cfg.model is not None:
-        from .models import resolve
-        resolve(cfg.model)  # a missing local path fails here, before anything is written
+LATER_FIELDS = {"compute_dtype": "auto"}
+"""Fields added after runs were recorded, with the value those runs used: left out of the record at that value."""
+
+DTYPES = ("float32", "bfloat16", "float16")
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+
+
+@dataclass
+class Plan:
+    """What the validation pass found, so that the run does not build it twice."""
+    out: Path
+    task: object
+    train_task: object
+    test: list
+    finished: bool
+    """``out`` already holds this config's finished run (reused as it is: no model needed)."""
+
+
+def validate(cfg: RunConfig, out: str | Path | None = None, writable: bool = True) -> Plan:
+    """Check everything the user chose before any model loads or any file is written (``UsageError`` and the
+    registry's, model's and run directory's one-line errors). ``writable=False`` skips the check that ``out`` can
+    be written here (``reproduce --dry-run`` prints commands to run elsewhere)."""
+    task_cls = TASKS.get(cfg.task)
+    train_cls = TASKS.get(cfg.train_task) if cfg.train_task else None
+    method = METHODS.get(cfg.method)()
+    engine_cls = ENGINES.get(cfg.engine)
+    checks.at_least(cfg.turns, 1, "--turns")
+    checks.at_least(cfg.limit, 1, "--limit")
+    checks.at_least(cfg.batch_size, 1, "--batch-size")
+    checks.at_least(cfg.max_new_tokens, 1, "--max-new-tokens")
+    checks.one_of(cfg.dtype, DTYPES, "--dtype")
+    checks.one_of(cfg.compute_dtype, COMPUTE_DTYPES, "--compute-dtype")
+    if cfg.compute_dtype != "auto" and "compute_dtype" not in inspect.signature(engine_cls).parameters:
+        raise UsageError(f"--compute-dtype: engine {cfg.engine!r} has no separate compute dtype (it computes in "
+                         "--dtype)")
     SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens or 1)
+    task = _task(task_cls, cfg)
+    test = task.test()[:cfg.limit] if cfg.limit else task.test()
+    if not test:
+        raise UsageError(f"task {cfg.task!r} has no test problems with these --task-arg values")
+    train_task = None
+    if method.trains:
+        train_task = _task(train_cls, cfg) if train_cls else task
+        try:
+            train_task.train()
+        except NotImplementedError as e:
+            raise UsageError(f"method {cfg.method!r} trains, but {e}; pass --train-task") from None
+    elif cfg.train_task:
+        raise UsageError(f"--train-task: method {cfg.method!r} does not train")
+    method_args(cfg, method)
+    out = Path(out) if out else default_out(cfg)
+    if writable:
+        checks.output_dir(out)
+    RunDir(out).check({"config": cfg.record(), "key": cfg.key()})
+    finished = _finished(RunDir(out), cfg, test)
+    if not finished:  # a finished run is reused without its model (run directories ship without weights)
+        from . import models
+        models.check(cfg.model)
+    return Plan(out=out, task=task, train_task=train_task, test=test, finished=finished)
+
+
+def _task(cls, cfg: RunConfig):
+    """An instance of ``cls`` with the run's ``--task-arg`` values, checked against its constructor first."""
+    checks.constructor_args(cls, cfg.task_args, f"task {cls.name!r}", "--task-arg")
+    try:
+        return cls(**cfg.task_args)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--task-arg: {e}") from None
+
+
+class _ProbeStop(BaseException):
+    """Ends a probe of ``train()`` (a BaseException, so a method's ``except Exception`` cannot swallow it)."""
+
+
+class _Untouchable:
+    """Stands in for ``ctx.task``, ``ctx.engine`` and ``ctx.run_dir`` while ``train()`` runs only to resolve its
+    configuration: the first touch stops it, before it samples, loads or writes anything."""
+
+    def __getattr__(self, name):
+        raise _ProbeStop
+
+
+def method_args(cfg: RunConfig, method) -> None:
+    """Check ``--preset`` and ``--method-arg`` for any method, built-in or plugin. A method that does not train
+    takes none. One that trains resolves them at the start of ``train()`` (the contract: resolve the config
+    before touching ``ctx.task``, ``ctx.engine`` or ``ctx.run_dir``), so we run ``train()`` against stand-ins
+    that stop it there: the check is the method's own resolution, and an argument it does not take is an error."""
+    if not method.trains:
+        if cfg.method_args:
+            given = ", ".join(sorted(cfg.method_args))
+            raise UsageError(f"method {cfg.method!r} does not train and takes no --preset or --method-arg "
+                             f"(given: {given})")
+        return
+    probe = _Untouchable()
+    try:
+        method.train(RunContext(config=cfg, task=probe, engine=probe, run_dir=probe))
+    except _ProbeStop:
+        pass
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"method {cfg.method!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
+            from None
 
 
 def default_out(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.method}-{cfg.task}-{cfg.key()}"
 
 
+def engine_for(cfg: RunConfig, model: str | None):
+    """The run's engine on ``model``; ``compute_dtype`` goes only to an engine that takes it."""
+    kw = {"model_name": model, "dtype": cfg.dtype, "batch_size": cfg.batch_size}
+    if "compute_dtype" in inspect.signature(ENGINES.get(cfg.engine)).parameters:
+        kw["compute_dtype"] = cfg.compute_dtype
+    return get_engine(cfg.engine, **kw)
+
+
 def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) -> Path:
-    validate(cfg)
+    """Validate, then — holding the run directory's lock — reuse, resume or start the run."""
+    plan = validate(cfg, out)
     random.seed(cfg.seed)
-    out = Path(out) if out else default_out(cfg)
-    task = TASKS.get(cfg.task)(**cfg.task_args)
-    method = METHODS.get(cfg.method)()
+    rd = RunDir(plan.out)
+    created = not plan.out.exists()
+    try:
+        with rd.lock():
+            _run_locked(cfg, plan, rd, progress)
+    except BaseException:
+        if created and plan.out.is_dir() and not any(plan.out.iterdir()):
+            plan.out.rmdir()  # failed before writing anything (say, the engine is unavailable): leave no trace
+        raise
+    return plan.out
+
+
+def _run_locked(cfg: RunConfig, plan: Plan, rd: RunDir, progress: bool) -> None:
+    task, test, method = plan.task, plan.test, METHODS.get(cfg.method)()
     max_new = cfg.max_new_tokens or task.max_new_tokens
     t0 = time.time()
-    rd = RunDir(out)
-    test = task.test()
-    if cfg.limit:
-        test = test[:cfg.limit]
     if _finished(rd, cfg, test):  # nothing to run: only recompute metrics (config.json stays as the run left it)
         finalize(rd)
-        return out
-    engine = get_engine(cfg.engine, model_name=cfg.model, dtype=cfg.dtype, batch_size=cfg.batch_size)
+        return
+    engine = engine_for(cfg, cfg.model)
     resolved = cfg.resolved()
-    record = {"config": asdict(cfg), "key": cfg.key(), "task": task.describe(), "max_new_tokens": max_new,
-              "engine": engine.describe(), **environment()}
+    record = {"config": cfg.record(), "key": cfg.key(), "task": task.describe(), "max_new_tokens": max_new,
+              "n_problems": len(test), "engine": engine.describe(), **environment()}
     if "preset_content" in resolved:
         record["preset_content"] = resolved["preset_content"]
     if task.kind == "code":
@@ -119,12 +236,11 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) ->
     if method.trains:
         policy = rd.path / "policy"
         if not (policy / ".complete").exists():  # a finished policy is reused: training is never redone
-            train_task = TASKS.get(cfg.train_task)(**cfg.task_args) if cfg.train_task else task
             t_train = time.time()
-            policy = method.train(RunContext(config=cfg, task=train_task, engine=engine, run_dir=rd))
+            policy = method.train(RunContext(config=cfg, task=plan.train_task, engine=engine, run_dir=rd))
             rd.update_config(train_seconds=round(time.time() - t_train, 1))
         if policy is not None:
-            engine = get_engine(cfg.engine, model_name=str(policy), dtype=cfg.dtype, batch_size=cfg.batch_size)
+            engine = engine_for(cfg, str(policy))
 
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=max_new, seed=cfg.seed)
     if todo:
@@ -132,16 +248,15 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) ->
                      chunk_size=cfg.batch_size, progress=progress)
     finalize(rd)
     rd.update_config(total_seconds=round(time.time() - t0, 1))
-    return out
 
 
 def _finished(rd: RunDir, cfg: RunConfig, test: list[dict]) -> bool:
     """Does ``rd`` already hold this config's finished run (every test problem has its episode)? Such a run
     needs neither its policy weights (not shipped in results/) nor an engine."""
-    if not rd.exists():
+    if not rd.exists() or not rd.path.is_dir():
         return False
     old = rd.config()
-    if old.get("config") != asdict(cfg) or old.get("key", cfg.key()) != cfg.key() or "total_seconds" not in old:
+    if old.get("config") != cfg.record() or old.get("key", cfg.key()) != cfg.key() or "total_seconds" not in old:
         return False
     done = {e.id for e in rd.episodes()}
     return all(str(ex["id"]) in done for ex in test)

@@ -33,8 +33,10 @@ def row_label(cfg: dict) -> tuple[str, str]:
     return c.get("method", "?"), c.get("task", "?")
 
 
-def table(rows: list[tuple[str, str, dict]], ci: bool = True, diagnostics: bool = False) -> str:
-    """``rows`` = (method, task, metrics). Percentages with 95% CIs in brackets."""
+def table(rows: list[tuple[str, str, dict]], ci: bool = True, diagnostics: bool = False,
+          n_cells: list[str] | None = None) -> str:
+    """``rows`` = (method, task, metrics). Percentages with 95% CIs in brackets; ``n_cells`` replaces the n
+    column's text (to mark incomplete runs)."""
     turns = max((m.get("turns", 2) for _, _, m in rows), default=2)
     cols = COLUMNS if turns >= 2 else COLUMNS[:1]
     if diagnostics:
@@ -42,9 +44,20 @@ def table(rows: list[tuple[str, str, dict]], ci: bool = True, diagnostics: bool 
     head = "| method | task | n | " + " | ".join(h for _, h in cols) + " |"
     sep = "|" + "---|" * (3 + len(cols))
     lines = [head, sep]
-    for method, task, m in rows:
-        lines.append(f"| {method} | {task} | {m.get('n', 0)} | " + " | ".join(fmt(m, k, ci) for k, _ in cols) + " |")
+    for i, (method, task, m) in enumerate(rows):
+        n = n_cells[i] if n_cells else m.get("n", 0)
+        lines.append(f"| {method} | {task} | {n} | " + " | ".join(fmt(m, k, ci) for k, _ in cols) + " |")
     return "\n".join(lines) + "\n"
+
+
+def n_cell(cfg: dict, n: int) -> str:
+    """The n column of a run: ``n``, or ``n of N (incomplete)`` for a run that stopped before every test problem
+    had its episode (killed, or still running) — its numbers are not the full run's. A run finished when it
+    recorded ``total_seconds``; N is known for runs that record ``n_problems``."""
+    total = cfg.get("n_problems")
+    if "total_seconds" in cfg and (total is None or n >= total):
+        return str(n)
+    return f"{n} of {total} (incomplete)" if total is not None else f"{n} (incomplete)"
 
 
 def recompute(run: str | Path) -> dict:
@@ -60,4 +73,10 @@ def table_from_runs(runs: list[str | Path], ci: bool = True, diagnostics: bool =
     their directory name instead."""
     labels = [row_label(RunDir(r).config()) for r in runs]
     labels = [(Path(r).name, t) if labels.count((m, t)) > 1 else (m, t) for r, (m, t) in zip(runs, labels)]
-    return table([(*lab, recompute(r)) for lab, r in zip(labels, runs)], ci=ci, diagnostics=diagnostics)
+    ms = [recompute(r) for r in runs]
+    cells = [n_cell(RunDir(r).config(), m.get("n", 0)) for r, m in zip(runs, ms)]
+    out = table([(*lab, m) for lab, m in zip(labels, ms)], ci=ci, diagnostics=diagnostics, n_cells=cells)
+    if any("incomplete" in c for c in cells):
+        out += ("\nincomplete: the run stopped (or is still running) before every test problem had its episode; "
+                "rerun its command to finish it.\n")
+    return out

@@ -49,8 +49,7 @@ def test_vllm_engine_fails_clearly_on_cpu(capsys):
 def test_episodes_tolerate_truncated_tail_but_not_corruption(tmp_path):
     rd = RunDir(tmp_path)
     rd.init({"config": {"a": 1}})
-    e = Episode(id="1", turns=[Turn("p", "r", 1.0)])
-    rd.append_episodes([e, e])
+    rd.append_episodes([Episode(id=str(i), turns=[Turn("p", "r", 1.0)]) for i in (1, 2)])
     with open(rd.episodes_path, "a") as f:
         f.write('{"id": "3", "tur')  # a kill mid-write
     assert len(rd.episodes()) == 2

@@ -1,0 +1,99 @@
+"""Checks of user input that run before any model loads or any file is written.
+
+Why a separate pass: a mistake found after the model loaded costs the load, and one found after ``config.json``
+was written also blocks the corrected command ("holds a run with a different config"). So every flag, task
+argument, preset, method argument and output path is checked here first, and each problem is one
+``UsageError`` line (exit 2 in the CLI).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import typing
+from pathlib import Path
+
+
+class UsageError(ValueError):
+    """Bad user input; the message is one line for the CLI."""
+
+
+def at_least(value, low, flag: str) -> None:
+    if value is not None and value < low:
+        raise UsageError(f"{flag} must be >= {low}, got {value}")
+
+
+def one_of(value, choices, flag: str) -> None:
+    if value not in choices:
+        raise UsageError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _accepts(expected: type, value) -> bool:
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def constructor_args(cls, args: dict, what: str, flag: str) -> None:
+    """Check ``args`` against ``cls``'s constructor: every key a parameter it takes, every value of the
+    parameter's declared type (or its default's) where that is a plain int, float, bool or str."""
+    sig = inspect.signature(cls.__init__)
+    params = {n: p for n, p in sig.parameters.items()
+              if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # an annotation that does not resolve: fall back to the defaults' types
+        hints = {}
+    for k, v in args.items():
+        if k not in params:
+            if takes_any:
+                continue
+            known = f"known: {', '.join(params)}" if params else "it takes none"
+            raise UsageError(f"{flag} {k}: {what} takes no argument {k!r} ({known})")
+        expected = hints.get(k)
+        if expected not in _TYPE_WORDS:
+            default = params[k].default
+            expected = type(default) if default is not inspect.Parameter.empty and default is not None else None
+        if expected in _TYPE_WORDS and not _accepts(expected, v):
+            raise UsageError(f"{flag} {k} expects {_TYPE_WORDS[expected]}, got {v!r}")
+
+
+def output_dir(path: str | Path, flag: str = "--out") -> None:
+    """``path`` is, or can be created as, a writable directory: not a file, not under a file, and its nearest
+    existing ancestor writable (``os.access`` also reports a read-only file system, even to root)."""
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise UsageError(f"{flag} {p} is a file, not a directory")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise UsageError(f"{flag} {p}: the directory is not writable")
+        return
+    _creatable(p, flag)
+
+
+def output_file(path: str | Path, flag: str = "--out") -> None:
+    """``path`` can be written as a file: not a directory, and its directory exists or can be created."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} {p} is a directory, not a file")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise UsageError(f"{flag} {p}: the file is not writable")
+    _creatable(p, flag)
+
+
+def _creatable(p: Path, flag: str) -> None:
+    """The nearest existing ancestor of ``p`` is a directory we may create entries in."""
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{flag} {p}: {parent} is a file, not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UsageError(f"{flag} {p}: cannot create it, {parent} is not writable")
+            return
