@@ -89,6 +89,14 @@ def git_commit() -> str | None:
         return None
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -109,14 +117,19 @@ class RunDir:
         """Hold an exclusive ``flock`` on the directory (created if missing) for the ``with`` block; raise
         ``RunDirBusy`` at once if another process holds it. Locking the directory itself leaves no lock file
         behind, and the kernel drops the lock when the holder dies, so a killed run never blocks its resume."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
+        while True:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                os.close(fd)
                 raise RunDirBusy(f"{self.path} is in use by another scorebench process (it holds the directory's "
                                  "lock); wait for it to finish, then rerun, or choose another --out") from None
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # the directory was removed (a failed run's empty one) before we locked it: lock the new one
+        try:
             yield self
         finally:
             os.close(fd)  # releases the lock

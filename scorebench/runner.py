@@ -203,13 +203,13 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) ->
     random.seed(cfg.seed)
     rd = RunDir(plan.out)
     created = not plan.out.exists()
-    try:
-        with rd.lock():
+    with rd.lock():
+        try:
             _run_locked(cfg, plan, rd, progress)
-    except BaseException:
-        if created and plan.out.is_dir() and not any(plan.out.iterdir()):
-            plan.out.rmdir()  # failed before writing anything (say, the engine is unavailable): leave no trace
-        raise
+        except BaseException:
+            if created and not any(plan.out.iterdir()):
+                plan.out.rmdir()  # failed before writing anything (say, the engine is unavailable): leave no trace
+            raise
     return plan.out
 
 
