@@ -97,3 +97,37 @@ def _creatable(p: Path, flag: str) -> None:
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise UsageError(f"{flag} {p}: cannot create it, {parent} is not writable")
             return
+
+
+class _ProbeStop(BaseException):
+    """Ends a probe of ``train()`` (a BaseException, so a method's ``except Exception`` cannot swallow it)."""
+
+
+class _Untouchable:
+    """Stands in for ``ctx.task``, ``ctx.engine`` and ``ctx.run_dir`` while ``train()`` runs only to resolve its
+    configuration: the first touch stops it, before it samples, loads or writes anything."""
+
+    def __getattr__(self, name):
+        raise _ProbeStop
+
+
+def method_args(cfg, method) -> None:
+    """Check ``--preset`` and ``--method-arg`` for any method, built-in or plugin. A method that does not train
+    takes none. One that trains resolves them at the start of ``train()`` (the contract: resolve the config
+    before touching ``ctx.task``, ``ctx.engine`` or ``ctx.run_dir``), so we run ``train()`` against stand-ins
+    that stop it there: the check is the method's own resolution, and an argument it does not take is an error."""
+    if not method.trains:
+        if cfg.method_args:
+            given = ", ".join(sorted(cfg.method_args))
+            raise UsageError(f"method {cfg.method!r} does not train and takes no --preset or --method-arg "
+                             f"(given: {given})")
+        return
+    from .method import RunContext
+    probe = _Untouchable()
+    try:
+        method.train(RunContext(config=cfg, task=probe, engine=probe, run_dir=probe))
+    except _ProbeStop:
+        pass
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"method {cfg.method!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
+            from None

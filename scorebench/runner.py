@@ -131,7 +131,7 @@ def validate(cfg: RunConfig, out: str | Path | None = None, writable: bool = Tru
             raise UsageError(f"method {cfg.method!r} trains, but {e}; pass --train-task") from None
     elif cfg.train_task:
         raise UsageError(f"--train-task: method {cfg.method!r} does not train")
-    method_args(cfg, method)
+    checks.method_args(cfg, method)
     out = Path(out) if out else default_out(cfg)
     if writable:
         checks.output_dir(out)
@@ -150,39 +150,6 @@ def _task(cls, cfg: RunConfig):
         return cls(**cfg.task_args)
     except (TypeError, ValueError) as e:
         raise UsageError(f"--task-arg: {e}") from None
-
-
-class _ProbeStop(BaseException):
-    """Ends a probe of ``train()`` (a BaseException, so a method's ``except Exception`` cannot swallow it)."""
-
-
-class _Untouchable:
-    """Stands in for ``ctx.task``, ``ctx.engine`` and ``ctx.run_dir`` while ``train()`` runs only to resolve its
-    configuration: the first touch stops it, before it samples, loads or writes anything."""
-
-    def __getattr__(self, name):
-        raise _ProbeStop
-
-
-def method_args(cfg: RunConfig, method) -> None:
-    """Check ``--preset`` and ``--method-arg`` for any method, built-in or plugin. A method that does not train
-    takes none. One that trains resolves them at the start of ``train()`` (the contract: resolve the config
-    before touching ``ctx.task``, ``ctx.engine`` or ``ctx.run_dir``), so we run ``train()`` against stand-ins
-    that stop it there: the check is the method's own resolution, and an argument it does not take is an error."""
-    if not method.trains:
-        if cfg.method_args:
-            given = ", ".join(sorted(cfg.method_args))
-            raise UsageError(f"method {cfg.method!r} does not train and takes no --preset or --method-arg "
-                             f"(given: {given})")
-        return
-    probe = _Untouchable()
-    try:
-        method.train(RunContext(config=cfg, task=probe, engine=probe, run_dir=probe))
-    except _ProbeStop:
-        pass
-    except (ValueError, TypeError) as e:
-        raise UsageError(f"method {cfg.method!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
-            from None
 
 
 def default_out(cfg: RunConfig) -> Path:
