@@ -123,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--batch-size", type=int, default=32, help="conversations per engine batch")
     sc.add_argument("--out", required=True, help="output directory (episodes, scaling.json, figure)")
 
+    le = _sub(sub, "lm-eval", "Acc@t1 by lm-evaluation-harness beside scorebench's, problem by problem (offline)")
+    le.add_argument("target", metavar="RUN_DIR_OR_MODEL",
+                    help="a run directory (its policy/, else the model its config names) or a model dir/id/embedded")
+    le.add_argument("--tasks", default="scorebench_arith", help="comma-separated: scorebench_arith, scorebench_math500")
+    le.add_argument("--limit", type=int, default=None, help="the first N test problems (default: all)")
+    le.add_argument("--out", default=None, help="output directory (default: RUN_DIR/lm_eval, or runs/lm-eval-<model>)")
+    le.add_argument("--batch-size", type=int, default=32, help="batch size of both harnesses")
+    le.add_argument("--dtype", default="float32", help="dtype both harnesses load the weights in")
+    le.add_argument("--compute-dtype", default="float32",
+                    help="scorebench engine's compute dtype when it runs now (float32 = lm-eval's arithmetic; auto = "
+                         "`scorebench run`'s default)")
+    le.add_argument("--device", default="cpu", help="device of both harnesses (cpu, cuda)")
+
     _sub(sub, "tasks", "list tasks")
     _sub(sub, "methods", "list methods")
     t = _sub(sub, "table", "recompute metrics from run directories and print a markdown table")
@@ -217,6 +230,18 @@ def cmd_bench(a) -> int:
     return 0
 
 
+def cmd_lm_eval(a) -> int:
+    from .lmeval.check import check
+    flags = [f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items() if k not in ("cmd", "target") and v is not None]
+    r = check(a.target, a.tasks, limit=a.limit, out=a.out, batch_size=a.batch_size, dtype=a.dtype,
+              compute_dtype=a.compute_dtype, device=a.device, command=" ".join(["scorebench lm-eval", a.target,
+                                                                                 *flags]))
+    with open(os.path.join(r["out"], "comparison.md")) as f:
+        print(f.read(), end="")
+    print(f"lm-eval results and comparison: {r['out']}")
+    return 0
+
+
 def cmd_tasks(a) -> int:
     from .registry import TASKS
     for name, cls in TASKS.items():
@@ -248,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "tasks": cmd_tasks, "methods": cmd_methods, "table": cmd_table,
                 "bench": cmd_bench, "reproduce": cmd_reproduce,
-                "plot": cmd_plot, "scaling": cmd_scaling}
+                "plot": cmd_plot, "scaling": cmd_scaling, "lm-eval": cmd_lm_eval}
     known = (CLIError, UnknownName, ModelError, RunDirError, DataError, ValueError, FileNotFoundError)
     try:
         from .engines.vllm import EngineUnavailable
