@@ -129,3 +129,19 @@ class Arith(Task):
 
     def describe(self):
         return {"task": self.name, "kind": self.kind, **self.cfg.__dict__}
+
+
+@TASKS.register("arith-mix")
+class ArithMix(Arith):
+    """``arith`` with half of the problems one update longer: the CPU setting for results about Δ.
+
+    Why: on plain ``arith`` (one update) CPU SCoRe learns but the trained first attempt saturates (~90%), leaving
+    nothing to correct; on two updates it learns nothing (no reward to learn from). Mixed, the one-update half
+    carries the learning signal and the two-update half keeps the first attempt below the ceiling. Calibrated
+    on train problems only (results/calibration-arith.md)."""
+    description = "arith with hard_fraction=0.5 (half the problems one update longer): headroom for Δ on CPU"
+
+    def __init__(self, steps: int = ArithConfig.steps, max_operand: int = ArithConfig.max_operand,
+                 n_train: int = ArithConfig.n_train, n_test: int = ArithConfig.n_test, seed: int = ArithConfig.seed,
+                 hard_fraction: float = 0.5):
+        super().__init__(steps, max_operand, n_train, n_test, seed, hard_fraction)
