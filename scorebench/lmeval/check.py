@@ -11,7 +11,7 @@ default, bf16 matmuls on a CPU with native bf16).
 
 Files written to ``out``: ``results.json`` and ``samples_<task>.jsonl`` (lm-eval's results JSON and logged
 samples, written by lm-eval's ``EvaluationTracker`` as ``lm_eval --output_path --log_samples`` writes them, minus
-the timestamp in the names), ``scorebench_<task>.jsonl`` (the scorebench episodes compared), ``comparison.json``
+the timestamp in the names), ``episodes_<task>.jsonl`` (the scorebench episodes compared), ``comparison.json``
 and ``comparison.md``.
 """
 from __future__ import annotations
@@ -313,7 +313,7 @@ def check(target: str, tasks: str = "scorebench_arith", limit: int | None = None
             sb_seconds = round(time.time() - t1, 1)
             source = f"scorebench protocol, turns=1, temperature 0, run now ({why})" if tgt.run_dir else \
                 "scorebench protocol, turns=1, temperature 0, run now"
-        _write(tgt.out / f"scorebench_{n}.jsonl", "".join(json.dumps(ep.to_json()) + "\n" for ep in eps))
+        _write(tgt.out / f"episodes_{n}.jsonl", "".join(json.dumps(ep.to_json()) + "\n" for ep in eps))
         cmp = compare(task, samples[n], eps)
         cmp.update({"scorebench_task": task.name, "task": task.describe(), "max_new_tokens": max_new,
                     "scorebench_source": source, "scorebench_engine": engine, "scorebench_seconds": sb_seconds,
