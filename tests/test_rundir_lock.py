@@ -25,12 +25,12 @@ def test_two_processes_into_one_out(tmp_path):
     cmd = [sys.executable, "-m", "scorebench.cli", "run", "--task", "arith", "--limit", "3", "--max-new-tokens", "16",
            "--batch-size", "3", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(2)]
-    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
-    for p in procs:
-        p.stdout.close()
-        p.stderr.close()
+    logs = [tmp_path / f"stderr{i}" for i in range(2)]  # files, not pipes: progress bars could fill a pipe
+    procs = []
+    for log in logs:
+        with open(log, "w") as f:  # the child keeps its own copy of the descriptor
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=f, env=env))
+    results = [(p.wait(timeout=600), log.read_text()) for p, log in zip(procs, logs)]
     assert 0 in [rc for rc, _ in results], results
     for rc, err in results:
         if rc != 0:
