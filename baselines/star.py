@@ -88,6 +88,8 @@ def read_dataset(path_dir, suffix: str = "") -> list[Sequence] | None:
 def sft(ctx, model, train_cfg, sequences: list[Sequence], name: str) -> Trainer:
     """SFT ``model`` on ``sequences`` with a Trainer in ``run_dir/name`` (resumes from its checkpoints)."""
     trainer = Trainer(model, ctx.engine.tokenizer, train_cfg, ctx.run_dir.path / name, ref_model=False)
+    ctx.run_dir.update_config(train_device=str(trainer.accelerator.device),
+                              train_dtype=train_cfg.resolved_dtype(trainer.accelerator.device.type))
     trainer.fit(sequences, desc=f"{ctx.config.method}: sft")
     trainer.plot(ctx.run_dir.path / f"{name}.png")
     return trainer
@@ -163,7 +165,8 @@ class StarMethod(Method):
                 # the next round samples from, and fine-tunes, the current weights (LoRA merged in first)
                 model = trainer.model.merge_and_unload() if tcfg.lora else trainer.model
                 from scorebench.engines.hf import HFEngine
-                engine = HFEngine(model=model, tokenizer=tok, batch_size=ctx.config.batch_size)
+                engine = HFEngine(model=model, tokenizer=tok, batch_size=ctx.config.batch_size,
+                                  compute_dtype=getattr(ctx.config, "compute_dtype", "auto"))
                 if hasattr(engine, "refresh"):
                     engine.refresh()
         return finish(trainer, rd / "policy")

@@ -151,11 +151,11 @@ class Score(Method):
         return mcfg, tcfg
 
     @staticmethod
-    def make_trainer(model, tok, tcfg, out, n_steps: int):
+    def make_trainer(model, tok, tcfg, out, n_steps: int, device: str | None = None):
         """The Trainer for ``n_steps`` RL steps: the loss takes log-probabilities at the temperature the rollouts
         were sampled at (on-policy), and a scheduled learning rate spans the stage schedule, not ``tcfg.steps``."""
         from scorebench.training import Trainer
-        trainer = Trainer(model, tok, tcfg, out, temperature=tcfg.temperature)
+        trainer = Trainer(model, tok, tcfg, out, temperature=tcfg.temperature, device=device)
         trainer.planned_steps = n_steps
         return trainer
 
@@ -166,13 +166,17 @@ class Score(Method):
         mcfg, tcfg = self.method_config(ctx)
         out = ctx.run_dir.path / "train"
         ctx.run_dir.update_config(method_config=mcfg.__dict__, train_config=tcfg.to_dict())
-        model, tok = models.load(ctx.config.model)
+        from scorebench.device import resolve
+        device = resolve(getattr(ctx.config, "device", "auto"))
+        model, tok = models.load(ctx.config.model, device=device)
         schedule = mcfg.schedule()
-        trainer = self.make_trainer(model, tok, tcfg, out, len(schedule))
+        trainer = self.make_trainer(model, tok, tcfg, out, len(schedule), device)
+        ctx.run_dir.update_config(train_device=str(trainer.accelerator.device),
+                                  train_dtype=tcfg.resolved_dtype(trainer.accelerator.device.type))
         trainer.resume()
         _drop_rollouts_after(out / "rollouts.jsonl", trainer.step_count)
         engine = get_engine("hf", model=trainer.model, tokenizer=tok, batch_size=ctx.config.batch_size,
-                            dtype=ctx.config.dtype)
+                            dtype=ctx.config.dtype, compute_dtype=getattr(ctx.config, "compute_dtype", "auto"))
         task, train = ctx.task, ctx.task.train()
         k, P = mcfg.samples_per_problem, mcfg.problems_per_step
         proto = ProtocolConfig(turns=2 if mcfg.multi_turn else 1)

@@ -36,26 +36,37 @@ QUICK_BATCHES = (8, 32)
 
 
 # -- ceilings -------------------------------------------------------------------------------------------------
-def matmul_flops(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_flops(dtype: torch.dtype, n: int = 2048, reps: int = 5, device: str = "cpu") -> float:
+    if device.startswith("cuda"):
+        n = max(n, 8192)  # a GPU needs a bigger product to reach its ceiling
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(reps):
+        _sync(device)
         t = time.perf_counter()
         torch.mm(a, b)
+        _sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n ** 3 / best
 
 
-def copy_bandwidth(mbytes: int = 512, reps: int = 5) -> float:
+def copy_bandwidth(mbytes: int = 512, reps: int = 5, device: str = "cpu") -> float:
     """Bytes moved per second (read + write) by a large tensor copy."""
-    src = torch.ones(mbytes * 2 ** 20 // 4)
+    src = torch.ones(mbytes * 2 ** 20 // 4, device=device)
     dst = torch.empty_like(src)
     dst.copy_(src)
     best = float("inf")
     for _ in range(reps):
+        _sync(device)
         t = time.perf_counter()
         dst.copy_(src)
+        _sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * src.numel() * 4 / best
 
@@ -191,14 +202,14 @@ def _machine() -> str:
             f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f} at start")
 
 
-def run_bench(quick: bool = False, out: str | None = "results/bench.md", model: str | None = None,
-              train_only: bool = False) -> str:
+def run_bench(quick: bool = False, out: str | None = "runs/bench.md", model: str | None = None,
+              train_only: bool = False, device: str = "cpu") -> str:
     from . import models
     from .engines.hf import HFEngine
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     started = time.perf_counter()
     machine = _machine()
-    m, tok = models.load(model)
+    m, tok = models.load(model, device=device)
     probe = HFEngine(model=m, tokenizer=tok, fast=True)
     cdtype = getattr(torch, probe.compute_dtype)
     params = sum(p.numel() for p in m.parameters())
@@ -210,14 +221,17 @@ def run_bench(quick: bool = False, out: str | None = "results/bench.md", model: 
     kv_per_token = cfg.num_hidden_layers * 2 * n_kv * head_dim * torch.tensor([], dtype=cdtype).element_size()
 
     log("ceilings ...")
-    f32 = matmul_flops(torch.float32, reps=3 if quick else 5)
-    fc = matmul_flops(cdtype, reps=3 if quick else 5) if cdtype != torch.float32 else f32
-    bw = copy_bandwidth(256 if quick else 512)
+    f32 = matmul_flops(torch.float32, reps=3 if quick else 5, device=device)
+    fc = matmul_flops(cdtype, reps=3 if quick else 5, device=device) if cdtype != torch.float32 else f32
+    bw = copy_bandwidth(256 if quick else 512, device=device)
 
     from .bench_train import bench_training, report as train_report
-    train = bench_training(m, tok, reps=1 if quick else 2, dtype="bfloat16" if cdtype == torch.bfloat16 else "float32",
-                           log=log)
-    ceiling, ceiling_name = (fc, probe.compute_dtype)
+    from .training.config import TrainConfig
+    tdtype = TrainConfig(dtype="auto").resolved_dtype(device)  # what the presets' "auto" trains in here
+    train = bench_training(m, tok, reps=1 if quick else 2, dtype=tdtype, log=log)
+    ceiling, ceiling_name = (fc, probe.compute_dtype) if tdtype == probe.compute_dtype else (f32, "float32")
+    if tdtype == "bfloat16" and ceiling_name != "bfloat16":
+        ceiling, ceiling_name = matmul_flops(torch.bfloat16, reps=3, device=device), "bfloat16"
     train_lines = train_report(train, ceiling, ceiling_name)
     train_frac = train["ours_flops"] / ceiling
     if train_only:
@@ -356,7 +370,7 @@ def _finish_train_only(out, quick, model, machine, f32, fc, probe, params, train
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="scorebench bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer batch sizes and tokens (under 3 minutes)")
-    ap.add_argument("--out", default="results/bench.md", help="markdown report path ('' to skip writing)")
+    ap.add_argument("--out", default="runs/bench.md", help="markdown report path ('' to skip writing)")
     ap.add_argument("--model", default=None, help="model id or path (default: the embedded SmolLM2-135M)")
     ap.add_argument("--train-only", action="store_true", help="only the ceilings and the training-step section")
     a = ap.parse_args(argv)

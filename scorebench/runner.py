@@ -54,6 +54,8 @@ class RunConfig:
     """Keyword arguments for the task constructor (e.g. arith difficulty)."""
     method_args: dict = field(default_factory=dict)
     """Method hyperparameters (see each method's config)."""
+    device: str = "auto"
+    """Where to compute: auto (CUDA when available), cpu or cuda. config.json records where the weights were."""
     compute_dtype: str = "auto"
     """Dtype the HF engine's fast path computes in: auto (bf16 matmuls for float32 weights on a CPU with native
     bf16, else the weights' dtype), float32 (exact) or bfloat16. The engine's record shows what it chose."""
@@ -82,7 +84,7 @@ class RunConfig:
         return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()[:8]
 
 
-LATER_FIELDS = {"compute_dtype": "auto"}
+LATER_FIELDS = {"compute_dtype": "auto", "device": "auto"}
 """Fields added after runs were recorded, with the value those runs used: left out of the record at that value."""
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -114,6 +116,8 @@ def validate(cfg: RunConfig, out: str | Path | None = None, writable: bool = Tru
     checks.at_least(cfg.max_new_tokens, 1, "--max-new-tokens")
     checks.one_of(cfg.dtype, DTYPES, "--dtype")
     checks.one_of(cfg.compute_dtype, COMPUTE_DTYPES, "--compute-dtype")
+    from .device import resolve as resolve_device
+    resolve_device(cfg.device)  # "cuda" where there is none: one line, before anything loads
     if cfg.compute_dtype != "auto" and "compute_dtype" not in inspect.signature(engine_cls).parameters:
         raise UsageError(f"--compute-dtype: engine {cfg.engine!r} has no separate compute dtype (it computes in "
                          "--dtype)")
@@ -158,9 +162,13 @@ def default_out(cfg: RunConfig) -> Path:
 
 def engine_for(cfg: RunConfig, model: str | None):
     """The run's engine on ``model``; ``compute_dtype`` goes only to an engine that takes it."""
+    from .device import resolve
     kw = {"model_name": model, "dtype": cfg.dtype, "batch_size": cfg.batch_size}
-    if "compute_dtype" in inspect.signature(ENGINES.get(cfg.engine)).parameters:
+    params = inspect.signature(ENGINES.get(cfg.engine)).parameters
+    if "compute_dtype" in params:
         kw["compute_dtype"] = cfg.compute_dtype
+    if "device" in params:
+        kw["device"] = resolve(cfg.device)
     return get_engine(cfg.engine, **kw)
 
 

@@ -7,7 +7,9 @@ from . import metrics as M
 from .rundir import RunDir
 
 COLUMNS = [("acc_t1", "Acc@t1"), ("acc_t2", "Acc@t2"), ("delta", "Δ(t1,t2)"), ("delta_i2c", "Δ i→c"),
-           ("delta_c2i", "Δ c→i")]
+           ("delta_c2i", "Δ c→i"), ("delta_uncut", "Δ uncut")]
+"""The paper's columns, then Δ on the pairs where neither attempt was cut by the token cap (a cut first attempt
+that the second merely finishes is not a correction; metrics.uncut_pairs)."""
 
 
 DIAGNOSTICS = [("truncated_t1", "cut t1"), ("truncated_t2", "cut t2"), ("tokens_t1", "tokens t1"),

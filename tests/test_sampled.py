@@ -179,7 +179,7 @@ def test_uncut_delta_by_hand():
     m = compute(eps, n_bootstrap=50)
     assert m["delta"] == pytest.approx(2 / 6)          # three i->c, one c->i over six
     assert m["n_uncut"] == 4 and m["delta_uncut"] == pytest.approx(0.0)  # one i->c, one c->i over four
-    lo, hi = m["delta_uncut_ci95"]
+    lo, hi = m["ci95"]["delta_uncut"]
     assert lo <= 0.0 <= hi
 
 

@@ -94,7 +94,8 @@ class HFEngine(Engine):
             self._runner.refresh()
 
     def describe(self) -> dict:
-        return {"engine": self.name, "dtype": self.dtype, "compute_dtype": self.compute_dtype, "device": self.device,
+        from ..device import describe
+        return {"engine": self.name, "dtype": self.dtype, "compute_dtype": self.compute_dtype, **describe(self.model),
                 "batch_size": self.batch_size, "threads": torch.get_num_threads(),
                 "path": "fast" if self._runner is not None else "generate",
                 "packed": bool(self._runner is not None and self._runner.packed)}

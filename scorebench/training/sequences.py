@@ -67,7 +67,11 @@ def end_of_turn(tokenizer) -> int:
     text = tokenizer.apply_chat_template(msgs, add_generation_prompt=False, tokenize=False)
     tail = text[text.rindex(_SENTINEL) + len(_SENTINEL):]
     ids = _encode(tokenizer, tail) if tail else []
-    eot = ids[0] if ids and ids[0] in tokenizer.all_special_ids else tokenizer.eos_token_id
+    special = [i for i in ids if i in tokenizer.all_special_ids]
+    # Which special token after the turn ends it differs between templates and tokenizer conversions (one
+    # converted SmolLM2 wrote <|im_start|> first): the eos token if the tail holds it, else an "end"-named one.
+    enders = [i for i in special if any(w in tokenizer.convert_ids_to_tokens(i).lower() for w in ("end", "eot"))]
+    eot = tokenizer.eos_token_id if tokenizer.eos_token_id in special or not enders else enders[0]
     try:
         tokenizer._scorebench_eot = eot
     except AttributeError:

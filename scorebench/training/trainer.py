@@ -30,13 +30,16 @@ from .sequences import Sequence
 
 class Trainer:
     def __init__(self, model, tokenizer, cfg: TrainConfig, out_dir: str | Path, ref_model=None,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, device: str | None = None):
         """``ref_model``: None = the adapter-disabled model with LoRA, else a frozen copy of ``model`` taken now;
         a model = that model; False = no reference (SFT; KL terms then raise).
 
         ``temperature``: the temperature the training tokens were sampled at. A policy gradient is the gradient
         of log pi_T(y), the distribution the sampler drew y from, so the loss and the KL divide logits by it; SFT
-        on data keeps 1.0 (maximum likelihood of the model itself)."""
+        on data keeps 1.0 (maximum likelihood of the model itself).
+
+        ``device``: "cpu" or "cuda" (``scorebench.device.resolve``); None = the device the model is on, so a
+        trainer never moves a policy away from the engine that samples it."""
         if temperature <= 0:
             raise ValueError(f"Trainer temperature must be > 0 (a greedy sampler has no log-probabilities), got {temperature}")
         self.temperature = float(temperature)
@@ -48,15 +51,16 @@ class Trainer:
         self.step_count = 0
         self.planned_steps = cfg.steps
         torch.manual_seed(cfg.seed)
-        mp = "bf16" if cfg.dtype == "bfloat16" else "no"
+        mp = "bf16" if cfg.resolved_dtype(device or next(model.parameters()).device.type) == "bfloat16" else "no"
+        cpu = (device or next(model.parameters()).device.type) == "cpu"
         try:
-            self.accelerator = Accelerator(mixed_precision=mp)
+            self.accelerator = Accelerator(mixed_precision=mp, cpu=cpu)
         except ValueError:
             # accelerate keeps one process-wide state; a second Trainer in the same process (tests, a method with
             # an fp32 and a bf16 stage) may ask for another precision. Reset only the per-run part and retry.
             from accelerate.state import AcceleratorState
             AcceleratorState._reset_state(reset_partial_state=False)
-            self.accelerator = Accelerator(mixed_precision=mp)
+            self.accelerator = Accelerator(mixed_precision=mp, cpu=cpu)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         model.float()  # master weights in float32; bf16 runs under autocast
         if cfg.gradient_checkpointing:

@@ -1,0 +1,36 @@
+"""Where a run computes: ``--device {auto,cpu,cuda}``, resolved once, recorded as what it really was.
+
+Why one place: the engine, the trainer and the reference model must sit on the same device (a GPU run once sampled
+on the CPU while accelerate trained on the GPU), and ``config.json`` must say where the weights were, not what was
+asked for.
+"""
+from __future__ import annotations
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class DeviceError(ValueError):
+    """A device that cannot be had here; one line for the CLI."""
+
+
+def resolve(name: str | None) -> str:
+    """"cpu" or "cuda" for ``name`` ("auto": CUDA when available)."""
+    import torch
+    name = name or "auto"
+    if name not in DEVICES:
+        raise DeviceError(f"--device must be one of {', '.join(DEVICES)}, got {name!r}")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
+    return name
+
+
+def describe(model) -> dict:
+    """Where ``model``'s weights are, and the GPU's name when they are on one."""
+    import torch
+    dev = next(model.parameters()).device
+    out = {"device": str(dev)}
+    if dev.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(dev)
+    return out

@@ -1,0 +1,56 @@
+"""--device on a CPU machine: auto is the CPU, cuda is one clear error before any work, the record is the truth."""
+import json
+
+import pytest
+import torch
+
+from scorebench.cli import main
+from scorebench.device import DeviceError, describe, resolve
+
+
+def test_resolve():
+    assert resolve("cpu") == "cpu"
+    assert resolve("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(DeviceError, match="must be one of"):
+        resolve("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA error")
+@pytest.mark.parametrize("cmd", [["run", "--method", "base", "--task", "arith", "--limit", "2"],
+                                 ["reproduce", "--table", "4", "--dry-run"],
+                                 ["scaling", "--task", "arith", "--limit", "2", "--budgets", "1"]])
+def test_cuda_without_cuda_is_one_line(cmd, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(cmd + ["--device", "cuda", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no CUDA device" in err[0]
+    assert not out.exists()
+
+
+def test_record_says_where_the_weights_are(tmp_path, tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from scorebench.engines.hf import HFEngine
+    m = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, num_key_value_heads=1, vocab_size=len(tokenizer)))
+    d = HFEngine(model=m, tokenizer=tokenizer, device="cuda").describe()  # the argument is not the record
+    assert d["device"] == "cpu" and "gpu" not in d and describe(m) == {"device": "cpu"}
+
+
+def test_trainer_follows_the_model_device(tmp_path, tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from scorebench.training import TrainConfig, Trainer
+    m = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, num_key_value_heads=1, vocab_size=len(tokenizer)))
+    tr = Trainer(m, tokenizer, TrainConfig(dtype="auto"), tmp_path, ref_model=False)
+    assert tr.accelerator.device.type == "cpu"
+    from scorebench.training.config import cpu_has_amx
+    assert tr.accelerator.mixed_precision == ("bf16" if cpu_has_amx() else "no")
+    assert TrainConfig(dtype="auto").resolved_dtype("cuda") == "bfloat16"
+
+
+def test_gpu_small_preset_resolves():
+    from scorebench.training import TrainConfig, load_preset
+    p = load_preset("gpu-small")
+    cfg = TrainConfig.from_dict({k: v for k, v in p.items() if not k.startswith("_") and not isinstance(v, dict)})
+    assert cfg.micro_batch_tokens and cfg.dtype == "auto"
+    assert p["score"]["problems_per_step"] * p["score"]["samples_per_problem"] == 256
