@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup test test-slow run clean-cache
+.PHONY: setup test test-lowest test-slow run clean-cache
 
 $(STAMP): pyproject.toml Makefile
 	@command -v bwrap >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1) || echo "note: bubblewrap not installed; the sandbox will use its weaker fallback"
@@ -19,8 +19,26 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP)
 
-# The test command the README and .ci/run use.
-test: setup
+# The lowest transformers pyproject allows, for the tests that depend on tokenizers and chat templates: a venv
+# that overlays that transformers (and the hub client it needs) on .venv's packages, and its own model cache (the
+# embedded GGUF converts differently under it).
+LOWEST_TRANSFORMERS := 5.17.0
+LOW := .venv-lowest
+$(LOW)/.done: $(STAMP) Makefile
+	rm -rf $(LOW) && $(PY) -m venv $(LOW)
+	echo "import site; site.addsitedir('$(abspath $(VENV))/lib/python$$($(BIN)/python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')/site-packages')" \
+	  > $$($(LOW)/bin/python -c 'import site; print(site.getsitepackages()[0])')/zz-scorebench-venv.pth
+	$(LOW)/bin/pip install -q --no-deps transformers==$(LOWEST_TRANSFORMERS) 'huggingface-hub>=1.5,<2'
+	$(LOW)/bin/pip install -q httpx
+	touch $@
+
+test-lowest: $(LOW)/.done
+	SCOREBENCH_CACHE=$(abspath $(LOW))/cache $(LOW)/bin/python -c "import transformers; print('transformers', transformers.__version__)"
+	SCOREBENCH_CACHE=$(abspath $(LOW))/cache $(LOW)/bin/python -m pytest -q -p no:cacheprovider tests/test_sampled.py tests/test_protocol.py tests/test_trainer.py tests/test_baselines.py tests/test_score.py
+
+# The test command the README and .ci/run use: the tokenizer/sequence tests under the lowest supported
+# transformers, then the whole suite.
+test: setup test-lowest
 	$(BIN)/python -m pytest -q tests
 
 test-slow: setup

@@ -88,8 +88,9 @@ def read_dataset(path_dir, suffix: str = "") -> list[Sequence] | None:
 def sft(ctx, model, train_cfg, sequences: list[Sequence], name: str) -> Trainer:
     """SFT ``model`` on ``sequences`` with a Trainer in ``run_dir/name`` (resumes from its checkpoints)."""
     trainer = Trainer(model, ctx.engine.tokenizer, train_cfg, ctx.run_dir.path / name, ref_model=False)
-    ctx.run_dir.update_config(train_device=str(trainer.accelerator.device),
-                              train_dtype=train_cfg.resolved_dtype(trainer.accelerator.device.type))
+    if (ctx.run_dir.path / "config.json").exists():  # record where and in what it trained
+        ctx.run_dir.update_config(train_device=str(trainer.accelerator.device),
+                                  train_dtype=train_cfg.resolved_dtype(trainer.accelerator.device.type))
     trainer.fit(sequences, desc=f"{ctx.config.method}: sft")
     trainer.plot(ctx.run_dir.path / f"{name}.png")
     return trainer
