@@ -62,7 +62,7 @@ def compute(episodes: list[Episode], n_bootstrap: int = N_BOOTSTRAP, seed: int =
         u = uncut_pairs(episodes, c, n_bootstrap, seed)
         ci.update(u.pop("ci95", {}))
         out.update(u)
-    for k in range(c.shape[1]):  # answers cut by max_new_tokens score 0: a length cap shows up here first
+    for k in range(c.shape[1]):  # answers cut by max_new_tokens: graded on the text they have (a cap shows here)
         out[f"truncated_t{k + 1}"] = float(np.mean([e.attempts[k].finish_reason == "length" for e in episodes]))
         out[f"tokens_t{k + 1}"] = float(np.mean([e.attempts[k].n_tokens for e in episodes]))
     if c.shape[1] >= 2:

@@ -14,7 +14,8 @@ that the second merely finishes is not a correction; metrics.uncut_pairs)."""
 
 DIAGNOSTICS = [("truncated_t1", "cut t1"), ("truncated_t2", "cut t2"), ("tokens_t1", "tokens t1"),
                ("tokens_t2", "tokens t2"), ("identical_t1_t2", "y2 = y1")]
-"""Behavior columns for ``scorebench table --diagnostics``: answers cut by the token cap (they score 0), mean
+"""Behavior columns for ``scorebench table --diagnostics``: answers cut by the token cap (graded on the text they
+have, so some score 1), mean
 generated tokens, second attempts identical to the first (the collapse symptom)."""
 
 

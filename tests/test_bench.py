@@ -24,7 +24,8 @@ def test_bench_training_section_on_a_tiny_model(tokenizer):
     r = bench_training(model, tokenizer, reps=1, problems=2, samples=2, micro=2, dtype="float32", log=lambda s: None)
     assert r["episodes"] == 4 and r["sequences"] >= 4 and r["tokens"] > r["loss_tokens"] > 0
     params = sum(p.numel() for p in model.parameters())
-    for k in ("plain", "ours", "full_logits"):
+    assert r["other_dtype"] == "bfloat16"
+    for k in ("plain", "ours", "full_logits", "other"):
         assert r[f"{k}_s"] > 0 and r[f"{k}_tok_s"] == pytest.approx(r["tokens"] / r[f"{k}_s"])
     assert r["ours_flops"] == pytest.approx(8 * params * r["tokens"] / r["ours_s"])
     text = "\n".join(report(r, ceiling=r["ours_flops"] * 2, ceiling_name="fp32"))
