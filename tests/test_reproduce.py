@@ -4,7 +4,6 @@ import json
 import os
 
 import pytest
-import torch
 
 from scorebench.protocol import Episode, Turn
 from scorebench.scaling import curve, sequential_votes, vote
@@ -32,19 +31,6 @@ def test_scaling_curve_equal_budgets():
     for b in (1, 2, 3, 4):  # the sequential arm spends exactly b samples
         votes = sequential_votes(seq, b)
         assert sum(2 if any(t is e.attempts[-1] for e in seq) else 1 for t in votes) == b
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-    torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                      num_key_value_heads=1, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
-    d = tmp_path_factory.mktemp("tiny-model")
-    LlamaForCausalLM(cfg).save_pretrained(d)
-    tokenizer.save_pretrained(d)
-    return d
 
 
 TINY_PRESET = {"lr": 1e-3, "batch_size": 4, "steps": 1, "save_every": 0,

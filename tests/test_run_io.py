@@ -4,23 +4,14 @@ import errno
 import json
 
 import pytest
-import torch
 
 from scorebench.cli import main
 from scorebench.rundir import RunDir
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-    torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                      num_key_value_heads=1, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
-    d = tmp_path_factory.mktemp("tiny-model")
-    LlamaForCausalLM(cfg).save_pretrained(d)
-    tokenizer.save_pretrained(d)
-    return str(d)
+def tiny_model(tiny_model_dir):
+    return str(tiny_model_dir)
 
 
 def _run(model, out, *extra):
