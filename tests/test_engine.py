@@ -61,13 +61,19 @@ def test_prefill_logits_match_model(mt, fast32):
     assert (logits - ref).abs().max() < 1e-3
 
 
-def test_prefill_many_keeps_prompts_apart(mt, fast32):
+@pytest.mark.parametrize("batched", [False, True])  # True: one block-diagonal masked call (the CUDA default)
+def test_prefill_many_keeps_prompts_apart(mt, fast32, batched):
     """Prompts of different lengths prefilled together (stacked, no padding) give each prompt the logits the model
     gives it alone, and K/V of its own length: attention does not leak across prompts."""
     m, tok = mt
     ps = [fast32.render(conv(t)) for t in PROMPTS]
     fast32._runner.maybe_refresh()
-    outs = fast32._runner.prefill_many(ps)
+    was = fast32._runner.batched_attention
+    fast32._runner.batched_attention = batched
+    try:
+        outs = fast32._runner.prefill_many(ps)
+    finally:
+        fast32._runner.batched_attention = was
     for p, (kv, logits) in zip(ps, outs):
         with torch.no_grad():
             ref = m(torch.tensor([p])).logits[0, -1]

@@ -205,6 +205,10 @@ class _FastLlama:
         self.rope_scale = float(getattr(rot, "attention_scaling", 1.0) or 1.0)
         self.device = next(model.parameters()).device
         self.packed = pack and _can_pack(dtype, self.device)
+        self.batched_attention = self.device.type == "cuda"
+        """Prefill attention for all stacked prompts in one masked call (block-diagonal causal mask) instead of a
+        call per prompt: on a GPU the per-prompt calls are launch-bound; on a CPU the mask's wasted work (every
+        prompt attends over the whole stack) costs more than the loop, so the CPU keeps the loop."""
         self._fingerprint = None
         self._cos = self._sin = None
         self.stats: dict = {}
@@ -319,12 +323,19 @@ class _FastLlama:
             qkv = self._linear(self._rms(x, lw[0]), lw[1], lw[2])
             qk = self._rotate(qkv[:, :(H + Hk) * hd].float().view(N, H + Hk, hd), cos, sin).to(self.dtype)
             v = qkv[:, (H + Hk) * hd:].reshape(N, Hk, hd)
-            o = torch.empty(N, H, hd, dtype=self.dtype, device=self.device)
             for j, (a, b) in enumerate(spans):
-                q, k, vj = (qk[a:b, :H].transpose(0, 1), qk[a:b, H:].transpose(0, 1), v[a:b].transpose(0, 1))
-                kvs[j].append((k, vj))
-                o[a:b] = F.scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), vj.unsqueeze(0),
-                                                        is_causal=True, enable_gqa=H != Hk)[0].transpose(0, 1)
+                kvs[j].append((qk[a:b, H:].transpose(0, 1), v[a:b].transpose(0, 1)))
+            if self.batched_attention:
+                o = F.scaled_dot_product_attention(
+                    qk[:, :H].transpose(0, 1).unsqueeze(0), qk[:, H:].transpose(0, 1).unsqueeze(0),
+                    v.transpose(0, 1).unsqueeze(0), attn_mask=_block_causal(spans, self.device),
+                    enable_gqa=H != Hk)[0].transpose(0, 1)
+            else:
+                o = torch.empty(N, H, hd, dtype=self.dtype, device=self.device)
+                for j, (a, b) in enumerate(spans):
+                    q, (k, vj) = qk[a:b, :H].transpose(0, 1), kvs[j][-1]
+                    o[a:b] = F.scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), vj.unsqueeze(0),
+                                                            is_causal=True, enable_gqa=H != Hk)[0].transpose(0, 1)
             x = x + self._linear(o.reshape(N, H * hd), lw[3], lw[4])
             x = self._mlp(x, lw)
         logits = self._logits(x[[b - 1 for _, b in spans]])
@@ -483,6 +494,16 @@ class _FastLlama:
         self.stats = {"ttft_s": ttft, "decode_steps": steps, "decode_tokens": decode_tokens, "wall_s": wall,
                       "prefill_s": prefill_s, "decode_s": wall - prefill_s, "slots": S}
         return out  # type: ignore[return-value]
+
+
+def _block_causal(spans: list[tuple[int, int]], device) -> torch.Tensor:
+    """[N, N] bool mask, True = attend: causal within each span of the stacked prompts, nothing across spans."""
+    N = spans[-1][1]
+    seg = torch.empty(N, dtype=torch.long, device=device)
+    for j, (a, b) in enumerate(spans):
+        seg[a:b] = j
+    idx = torch.arange(N, device=device)
+    return (seg[:, None] == seg[None, :]) & (idx[None, :] <= idx[:, None])
 
 
 def _can_pack(dtype: torch.dtype, device) -> bool:
