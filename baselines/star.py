@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from scorebench.engines import SamplingParams
 from scorebench.method import Method
+from scorebench.metrics import is_correct
 from scorebench.protocol import Episode, run_protocol
 from scorebench.rundir import write_json
 from scorebench.training import Sequence, Trainer, episode_to_sequences, resolve_method_config
@@ -34,7 +35,7 @@ class StarConfig:
 
 
 def is_right(reward) -> bool:
-    return reward is not None and reward >= 1.0
+    return bool(is_correct(reward))
 
 
 def trace_type(ep: Episode) -> str:

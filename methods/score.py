@@ -32,7 +32,7 @@ import numpy as np
 
 from scorebench.engines import SamplingParams
 from scorebench.method import Method
-from scorebench.metrics import edit_distance_ratio
+from scorebench.metrics import edit_distance_ratio, is_correct
 from scorebench.protocol import Episode, ProtocolConfig, run_protocol
 from scorebench.seeding import derive_seed
 
@@ -117,8 +117,8 @@ def turn_weights(r1: np.ndarray, r2: np.ndarray | None, stage: str, alpha: float
 
 def star_weights(r1: np.ndarray, r2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """STaR-style Stage II: SFT on correct attempts of traces that end correct; no KL."""
-    keep = (r2 > 0.5).astype(float)
-    w = np.stack([keep * (r1 > 0.5), keep], axis=-1)
+    keep = is_correct(r2).astype(float)
+    w = np.stack([keep * is_correct(r1), keep], axis=-1)
     return w, np.zeros_like(w)
 
 
@@ -127,7 +127,7 @@ def rollout_stats(eps: list[Episode]) -> dict:
     r = np.array([e.rewards for e in eps], dtype=float)
     out = {"reward_t1": float(r[:, 0].mean())}
     if r.shape[1] >= 2:
-        c1, c2 = r[:, 0] > 0.5, r[:, 1] > 0.5
+        c1, c2 = is_correct(r[:, 0]), is_correct(r[:, 1])
         out.update(reward_t2=float(r[:, 1].mean()), i2c=float((~c1 & c2).mean()), c2i=float((c1 & ~c2).mean()),
                    edit_ratio=float(np.mean([edit_distance_ratio(e.attempts[0].response, e.attempts[1].response)
                                              for e in eps])))

@@ -18,6 +18,13 @@ N_BOOTSTRAP = 1000
 CORRECT_THRESHOLD = 0.5  # rewards are binary in every built-in task; a reward above this counts as correct
 
 
+def is_correct(reward):
+    """The one definition of a correct attempt (a float, or a numpy array of rewards elementwise)."""
+    if reward is None:
+        return False
+    return reward > CORRECT_THRESHOLD
+
+
 def correctness(episodes: list[Episode]) -> np.ndarray:
     """(n_episodes, K) boolean matrix of correct attempts; all episodes must have the same K."""
     if not episodes:
@@ -25,7 +32,7 @@ def correctness(episodes: list[Episode]) -> np.ndarray:
     ks = {len(e.rewards) for e in episodes}
     if len(ks) != 1:
         raise ValueError(f"episodes have different numbers of attempts: {sorted(ks)}")
-    return np.array([[r is not None and r > CORRECT_THRESHOLD for r in e.rewards] for e in episodes], dtype=bool)
+    return np.array([[is_correct(r) for r in e.rewards] for e in episodes], dtype=bool)
 
 
 def _point(c: np.ndarray) -> dict[str, float]:

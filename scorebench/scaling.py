@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from .engines import SamplingParams
+from .metrics import is_correct
 from .protocol import Episode, ProtocolConfig, run_protocol
 from .rundir import RunDir, environment, write_json
 
@@ -26,7 +27,7 @@ def vote(attempts: list) -> float:
     if not preds:
         return 0.0
     top, _ = Counter(p for p, _ in preds).most_common(1)[0]
-    return float(next(t.reward for p, t in preds if p == top) > 0.5)
+    return float(is_correct(next(t.reward for p, t in preds if p == top)))
 
 
 def curve(parallel: list[Episode], sequential: list[Episode], budgets: list[int]) -> dict:

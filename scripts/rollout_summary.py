@@ -11,7 +11,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from scorebench.metrics import CORRECT_THRESHOLD
+from scorebench.metrics import is_correct
 
 
 def main():
@@ -31,7 +31,7 @@ def main():
     print("|---" * (5 + len(groups)) + "|")
     for k in sorted(rows):
         es = rows[k]
-        ok = lambda e, t: e["turns"][t]["reward"] is not None and e["turns"][t]["reward"] > CORRECT_THRESHOLD  # noqa: E731
+        ok = lambda e, t: is_correct(e["turns"][t]["reward"])  # noqa: E731
         r1 = sum(ok(e, 0) for e in es) / len(es)
         r2 = sum(ok(e, -1) for e in es) / len(es) if len(es[0]["turns"]) > 1 else float("nan")
         by = []
