@@ -245,7 +245,7 @@ def run_bench(quick: bool = False, out: str | None = "runs/bench.md", model: str
     rows = bench_generation(m, tok, batches, max_new, convs_per_batch=per, log=log, unpacked=not quick)
 
     log("code grading ...")
-    from .sandbox import bench_grading
+    from .bench_grading import bench_grading
     try:
         code = bench_grading()
         code_ratio = code["human_eval_s"] / code["ours_s"]

