@@ -12,7 +12,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from scorebench.method import Method
-from scorebench.protocol import Episode, ProtocolConfig, Turn, run_protocol
+from scorebench.seeding import derive_seed
+from scorebench.protocol import Episode, ProtocolConfig, Turn, problem_id, run_protocol
 
 from .star import finish, is_right, read_dataset, sampling_params, sft, subset, untrained_policy, write_dataset
 from scorebench.training import episode_to_sequences, resolve_method_config
@@ -28,10 +29,6 @@ class PairConfig:
     """Cap on pairs of each kind per problem (None = one per wrong / right sample)."""
     max_new_tokens: int | None = None
     """Tokens per attempt while sampling; None = the task's default."""
-
-
-def problem_id(ep: Episode) -> str:
-    return ep.id.rsplit("#", 1)[0]
 
 
 def make_pairs(episodes_by_problem: dict[str, list[Episode]], plus: bool, rng: random.Random,
@@ -82,14 +79,15 @@ class PairSFTMethod(Method):
         tok = ctx.engine.tokenizer
         seqs = read_dataset(rd)
         if seqs is None:
-            problems = subset(ctx.task.train(), mcfg.n_problems, tcfg.seed * 7919)
-            params = sampling_params(ctx, tcfg, mcfg.max_new_tokens, seed=tcfg.seed)
+            problems = subset(ctx.task.train(), mcfg.n_problems, derive_seed(tcfg.seed, "problems"))
+            params = sampling_params(ctx, tcfg, mcfg.max_new_tokens, seed=derive_seed(tcfg.seed, "samples"))
             eps = run_protocol(ctx.engine, ctx.task, problems, params, protocol=ProtocolConfig(turns=1),
                                samples_per_problem=mcfg.samples_per_problem, keep_ids=True)
             by_problem = defaultdict(list)
             for ep in eps:
-                by_problem[problem_id(ep)].append(ep)
-            pairs = make_pairs(by_problem, self.plus, random.Random(tcfg.seed), mcfg.max_pairs_per_problem)
+                by_problem[problem_id(ep.id)].append(ep)
+            pairs = make_pairs(by_problem, self.plus, random.Random(derive_seed(tcfg.seed, "pairs")),
+                               mcfg.max_pairs_per_problem)
             instruction = self.protocol(ctx.config.turns).instruction or ctx.task.correction_instruction
             rows = []
             for k, (pid, first, second, kind) in enumerate(pairs):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from scorebench.engines import SamplingParams
 from scorebench.method import Method
 from scorebench.metrics import is_correct
+from scorebench.seeding import derive_seed
 from scorebench.protocol import Episode, run_protocol
 from scorebench.rundir import write_json
 from scorebench.training import Sequence, Trainer, episode_to_sequences, resolve_method_config
@@ -143,8 +144,8 @@ class StarMethod(Method):
             suffix = "" if it == 0 else f"-it{it}"
             seqs = read_dataset(rd, suffix)
             if seqs is None:
-                problems = subset(ctx.task.train(), mcfg.n_problems, tcfg.seed * 7919 + it)
-                params = sampling_params(ctx, tcfg, mcfg.max_new_tokens, seed=tcfg.seed + 1000 * it)
+                problems = subset(ctx.task.train(), mcfg.n_problems, derive_seed(tcfg.seed, "problems", it))
+                params = sampling_params(ctx, tcfg, mcfg.max_new_tokens, seed=derive_seed(tcfg.seed, "samples", it))
                 eps = run_protocol(engine, ctx.task, problems, params, protocol=self.protocol(ctx.config.turns),
                                    samples_per_problem=mcfg.samples_per_problem, keep_ids=True)
                 kept = filter_star(eps, plus=self.plus)

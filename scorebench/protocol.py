@@ -190,5 +190,13 @@ def _with(params: SamplingParams, **kw) -> SamplingParams:
     return SamplingParams(**d)
 
 
+SAMPLE_SEP = "#"
+
+
 def _eid(ex: dict, k: int, n: int) -> str:
-    return str(ex["id"]) if n == 1 else f"{ex['id']}#{k}"
+    return str(ex["id"]) if n == 1 else f"{ex['id']}{SAMPLE_SEP}{k}"
+
+
+def problem_id(episode_id: str) -> str:
+    """The problem an episode id belongs to (``id`` or ``id#k`` for the k-th sample): the one place that parses it."""
+    return episode_id.rsplit(SAMPLE_SEP, 1)[0]

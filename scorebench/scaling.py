@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .engines import SamplingParams
 from .metrics import is_correct
-from .protocol import Episode, ProtocolConfig, run_protocol
+from .protocol import Episode, ProtocolConfig, problem_id, run_protocol
 from .rundir import RunDir, environment, write_json
 
 
@@ -34,7 +34,7 @@ def curve(parallel: list[Episode], sequential: list[Episode], budgets: list[int]
     def group(eps):
         g: dict[str, list[Episode]] = {}
         for e in eps:
-            g.setdefault(e.id.split("#")[0], []).append(e)
+            g.setdefault(problem_id(e.id), []).append(e)
         return g
     par, seq = group(parallel), group(sequential)
     out = {"budgets": budgets, "parallel": [], "sequential": []}

@@ -64,3 +64,14 @@ def test_rendered_conversation(tokenizer):
     assert text.endswith("<|im_start|>user\n" + SELF_CORRECTION_INSTRUCTION + "<|im_end|>\n<|im_start|>assistant\n")
     i_q, i_a, i_p = text.index("What is 2+2?"), text.index("<|im_start|>assistant\n5<|im_end|>"), text.index("There")
     assert i_q < i_a < i_p
+
+
+def test_problem_id_is_parsed_in_one_place(scripted):
+    """An id that itself contains '#' still maps back to its problem (the sample suffix is cut from the right)."""
+    from scorebench.protocol import problem_id
+    task = Arith(n_train=1, n_test=2)
+    exs = [dict(task.test()[0], id="train/7#x"), task.test()[1]]
+    eps = run_protocol(scripted(lambda c, k: "5"), task, exs, SamplingParams(n=3), ProtocolConfig(turns=1),
+                       samples_per_problem=3, progress=False)
+    assert [problem_id(e.id) for e in eps] == ["train/7#x"] * 3 + [str(exs[1]["id"])] * 3
+    assert problem_id("b") == "b"
