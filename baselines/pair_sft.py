@@ -76,7 +76,7 @@ class PairSFTMethod(Method):
         sections = ["pair-sft", "pair-sft+"] if self.plus else ["pair-sft"]
         mcfg, tcfg = resolve_method_config(ctx, PairConfig, sections)
         rd = ctx.run_dir.path
-        tok = ctx.engine.tokenizer
+        model, tok = ctx.trainable_model()
         seqs = read_dataset(rd)
         if seqs is None:
             problems = subset(ctx.task.train(), mcfg.n_problems, derive_seed(tcfg.seed, "problems"))
@@ -104,7 +104,7 @@ class PairSFTMethod(Method):
             seqs = [s for _, _, s in rows]
         if not seqs:
             return untrained_policy(ctx, "no pairs could be built (see dataset_stats.json)")
-        trainer = sft(ctx, ctx.engine.model, tcfg, seqs, "train")
+        trainer = sft(ctx, model, tok, tcfg, seqs, "train")
         return finish(trainer, rd / "policy")
 
 

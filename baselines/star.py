@@ -87,9 +87,9 @@ def read_dataset(path_dir, suffix: str = "") -> list[Sequence] | None:
     return [Sequence.from_json(json.loads(x)) for x in lines if x.strip()]
 
 
-def sft(ctx, model, train_cfg, sequences: list[Sequence], name: str) -> Trainer:
+def sft(ctx, model, tok, train_cfg, sequences: list[Sequence], name: str) -> Trainer:
     """SFT ``model`` on ``sequences`` with a Trainer in ``run_dir/name`` (resumes from its checkpoints)."""
-    trainer = Trainer(model, ctx.engine.tokenizer, train_cfg, ctx.run_dir.path / name, ref_model=False)
+    trainer = Trainer(model, tok, train_cfg, ctx.run_dir.path / name, ref_model=False)
     if (ctx.run_dir.path / "config.json").exists():  # record where and in what it trained
         ctx.run_dir.update_config(train_device=str(trainer.accelerator.device),
                                   train_dtype=train_cfg.resolved_dtype(trainer.accelerator.device.type))
@@ -115,8 +115,9 @@ def untrained_policy(ctx, reason: str):
     warnings.warn(f"{ctx.config.method}: {reason}; the policy is the untrained model")
     ctx.run_dir.update_config(untrained=reason)
     path = Path(ctx.run_dir.path) / "policy"
-    ctx.engine.model.save_pretrained(path)
-    ctx.engine.tokenizer.save_pretrained(path)
+    model, tok = ctx.trainable_model()
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
     (path / ".complete").write_text("untrained: " + reason)
     return path
 
@@ -136,9 +137,7 @@ class StarMethod(Method):
         sections = ["star", "star+"] if self.plus else ["star"]
         mcfg, tcfg = resolve_method_config(ctx, StarConfig, sections)
         rd = ctx.run_dir.path
-        tok = ctx.engine.tokenizer
-        model = ctx.engine.model
-        engine = ctx.engine
+        model, tok = ctx.trainable_model()
         trainer = None
         for it in range(mcfg.iterations):
             suffix = "" if it == 0 else f"-it{it}"
@@ -146,7 +145,7 @@ class StarMethod(Method):
             if seqs is None:
                 problems = subset(ctx.task.train(), mcfg.n_problems, derive_seed(tcfg.seed, "problems", it))
                 params = sampling_params(ctx, tcfg, mcfg.max_new_tokens, seed=derive_seed(tcfg.seed, "samples", it))
-                eps = run_protocol(engine, ctx.task, problems, params, protocol=self.protocol(ctx.config.turns),
+                eps = run_protocol(ctx.engine, ctx.task, problems, params, protocol=self.protocol(ctx.config.turns),
                                    samples_per_problem=mcfg.samples_per_problem, keep_ids=True)
                 kept = filter_star(eps, plus=self.plus)
                 rows = [(ep, kind, s) for ep, kind in kept for s in episode_to_sequences(tok, ep, turn2_weights(ep))]
@@ -163,15 +162,11 @@ class StarMethod(Method):
                 if trainer is None:
                     return untrained_policy(ctx, "no traces survived filtering (see dataset_stats.json)")
                 break  # a later iteration found nothing new: keep the policy trained so far
-            trainer = sft(ctx, model, tcfg, seqs, "train" + suffix)
+            trainer = sft(ctx, model, tok, tcfg, seqs, "train" + suffix)
             if it + 1 < mcfg.iterations:
                 # the next round samples from, and fine-tunes, the current weights (LoRA merged in first)
                 model = trainer.model.merge_and_unload() if tcfg.lora else trainer.model
-                from scorebench.engines.hf import HFEngine
-                engine = HFEngine(model=model, tokenizer=tok, batch_size=ctx.config.batch_size,
-                                  compute_dtype=getattr(ctx.config, "compute_dtype", "auto"))
-                if hasattr(engine, "refresh"):
-                    engine.refresh()
+                ctx.sync_policy(model)
         return finish(trainer, rd / "policy")
 
 

@@ -1,8 +1,10 @@
 """SCoRe (Kumar et al. 2024): two-stage, on-policy, multi-turn REINFORCE with per-turn KL and reward shaping.
 
-Each step samples ``problems_per_step`` train problems, ``samples_per_problem`` two-turn rollouts of each from the
-*current* policy (the shared protocol, at the preset's temperature — the loss uses the same one), grades both attempts with the task's reward, turns the
-rewards into per-turn advantages, and takes one step of the shared Trainer on the sampled tokens:
+SCoRe is a hook (``ScoreAlgorithm``) on the shared on-policy loop (``scorebench/training/rl.py``): each step samples
+``problems_per_step`` train problems, ``samples_per_problem`` two-turn rollouts of each from the *current* policy
+(the shared protocol, at the preset's temperature — the loss uses the same one), grades both attempts with the
+task's reward; the hook turns the rewards into per-turn advantages and KL coefficients, and the loop takes one step
+of the shared Trainer on the sampled tokens:
 
     Stage I   turn 1: weight 0,          KL coefficient beta2 (strong: keep y1 near the base model)
               turn 2: A(r2),             KL coefficient beta1
@@ -24,17 +26,13 @@ on-policy, so there is no importance ratio to clip.
 """
 from __future__ import annotations
 
-import json
-import random
 from dataclasses import dataclass
 
 import numpy as np
 
-from scorebench.engines import SamplingParams
 from scorebench.method import Method
-from scorebench.metrics import edit_distance_ratio, is_correct
-from scorebench.protocol import Episode, ProtocolConfig, run_protocol
-from scorebench.seeding import derive_seed
+from scorebench.metrics import is_correct
+from scorebench.training.rl import RLAlgorithm, rl_train
 
 
 @dataclass
@@ -60,6 +58,12 @@ class ScoreConfig:
     correct (each correct attempt's tokens weight 1)."""
     rollout_log: bool = True
     """Append every rollout episode (with step and stage) to RUN/train/rollouts.jsonl."""
+    alpha: float = 10.0
+    """Reward-shaping multiplier alpha on the turn-2 bonus r2 - r1 in Stage II (paper: 10)."""
+    beta1: float = 0.01
+    """KL coefficient toward the reference policy (Stage II both turns, Stage I turn 2; paper: 0.01)."""
+    beta2: float = 0.1
+    """Stage I KL coefficient on turn 1, keeping the first attempt near the base model (paper: 0.1)."""
 
     def __post_init__(self):
         if self.baseline not in ("rloo", "mean", "none"):
@@ -122,16 +126,24 @@ def star_weights(r1: np.ndarray, r2: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return w, np.zeros_like(w)
 
 
-def rollout_stats(eps: list[Episode]) -> dict:
-    """What the training curves show: reward per turn, i→c / c→i rates, edit distance between attempts."""
-    r = np.array([e.rewards for e in eps], dtype=float)
-    out = {"reward_t1": float(r[:, 0].mean())}
-    if r.shape[1] >= 2:
-        c1, c2 = is_correct(r[:, 0]), is_correct(r[:, 1])
-        out.update(reward_t2=float(r[:, 1].mean()), i2c=float((~c1 & c2).mean()), c2i=float((c1 & ~c2).mean()),
-                   edit_ratio=float(np.mean([edit_distance_ratio(e.attempts[0].response, e.attempts[1].response)
-                                             for e in eps])))
-    return out
+class ScoreAlgorithm(RLAlgorithm):
+    """SCoRe as a hook on the shared RL loop: the stage of each step and the per-turn weights of its rewards."""
+
+    def __init__(self, cfg: ScoreConfig):
+        self.cfg, self.schedule = cfg, cfg.schedule()
+        self.turns = 2 if cfg.multi_turn else 1
+
+    def n_steps(self) -> int:
+        return len(self.schedule)
+
+    def weights(self, step, rewards):
+        c, stage = self.cfg, self.schedule[step]
+        r1, r2 = rewards[..., 0], (rewards[..., 1] if c.multi_turn else None)
+        if stage == "II" and c.stage2_algo == "star" and r2 is not None:
+            w, kl = star_weights(r1, r2)
+        else:
+            w, kl = turn_weights(r1, r2, stage, c.alpha, c.beta1, c.beta2, c.baseline)
+        return w, kl, {"stage": stage}
 
 
 class Score(Method):
@@ -150,84 +162,14 @@ class Score(Method):
         tcfg.loss_normalization = "sequences"  # REINFORCE: sum of token log-probs per episode, mean over episodes
         return mcfg, tcfg
 
-    @staticmethod
-    def make_trainer(model, tok, tcfg, out, n_steps: int, device: str | None = None):
-        """The Trainer for ``n_steps`` RL steps: the loss takes log-probabilities at the temperature the rollouts
-        were sampled at (on-policy), and a scheduled learning rate spans the stage schedule, not ``tcfg.steps``."""
-        from scorebench.training import Trainer
-        trainer = Trainer(model, tok, tcfg, out, temperature=tcfg.temperature, device=device)
-        trainer.planned_steps = n_steps
-        return trainer
-
     def train(self, ctx):
-        from scorebench import models
-        from scorebench.engines import get_engine
-        from scorebench.training import episode_to_sequences
         mcfg, tcfg = self.method_config(ctx)
-        out = ctx.run_dir.path / "train"
         ctx.run_dir.update_config(method_config=mcfg.__dict__, train_config=tcfg.to_dict())
-        from scorebench.device import resolve
-        device = resolve(getattr(ctx.config, "device", "auto"))
-        model, tok = models.load(ctx.config.model, device=device)
-        schedule = mcfg.schedule()
-        trainer = self.make_trainer(model, tok, tcfg, out, len(schedule), device)
-        ctx.run_dir.update_config(train_device=str(trainer.accelerator.device),
-                                  train_dtype=tcfg.resolved_dtype(trainer.accelerator.device.type))
-        trainer.resume()
-        _drop_rollouts_after(out / "rollouts.jsonl", trainer.step_count)
-        engine = get_engine("hf", model=trainer.model, tokenizer=tok, batch_size=ctx.config.batch_size,
-                            dtype=ctx.config.dtype, compute_dtype=getattr(ctx.config, "compute_dtype", "auto"))
-        task, train = ctx.task, ctx.task.train()
-        k, P = mcfg.samples_per_problem, mcfg.problems_per_step
-        proto = ProtocolConfig(turns=2 if mcfg.multi_turn else 1)
-        max_new = mcfg.max_new_tokens or task.max_new_tokens
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(schedule), initial=trainer.step_count, desc=f"{self.name}", unit="step")
-        while trainer.step_count < len(schedule):
-            step = trainer.step_count
-            stage = schedule[step]
-            problems = random.Random(derive_seed(tcfg.seed, "problems", step)).sample(train, min(P, len(train)))
-            params = SamplingParams(temperature=tcfg.temperature, max_new_tokens=max_new, n=k,
-                                    seed=derive_seed(tcfg.seed, "rollouts", step))
-            eps = run_protocol(engine, task, problems, params, proto, samples_per_problem=k, keep_ids=True,
-                               progress=False, chunk_size=len(problems))
-            r = np.array([e.rewards for e in eps], dtype=float).reshape(len(problems), k, -1)
-            r1, r2 = r[..., 0], (r[..., 1] if mcfg.multi_turn else None)
-            if stage == "II" and mcfg.stage2_algo == "star" and r2 is not None:
-                w, kl = star_weights(r1, r2)
-            else:
-                w, kl = turn_weights(r1, r2, stage, tcfg.alpha, tcfg.beta1, tcfg.beta2, mcfg.baseline)
-            w, kl = w.reshape(len(eps), -1), kl.reshape(len(eps), -1)
-            seqs = [s for e, wi, ki in zip(eps, w, kl) for s in episode_to_sequences(tok, e, list(wi), list(ki))]
-            stats = {"stage": stage, **rollout_stats(eps)}
-            trainer.step(seqs, extra=stats)
-            refresh = getattr(engine, "refresh", None)
-            if refresh:
-                refresh()
-            if mcfg.rollout_log:
-                with open(out / "rollouts.jsonl", "a", encoding="utf-8") as f:
-                    for e in eps:
-                        f.write(json.dumps({"step": trainer.step_count, "stage": stage, **e.to_json()}) + "\n")
-            if tcfg.save_every and trainer.step_count % tcfg.save_every == 0:
-                trainer.save_checkpoint()
-            bar.update(1)
-            bar.set_postfix(stage=stage, r1=f"{stats['reward_t1']:.2f}", r2=f"{stats.get('reward_t2', 0):.2f}")
-        bar.close()
+        trainer = rl_train(ctx, ScoreAlgorithm(mcfg), tcfg, mcfg.problems_per_step, mcfg.samples_per_problem,
+                           mcfg.max_new_tokens, mcfg.rollout_log, desc=self.name)
         from scorebench.plots import training_curves
-        training_curves([ctx.run_dir.path], out / "curves", [self.name], smooth=3)
+        training_curves([ctx.run_dir.path], trainer.out_dir / "curves", [self.name], smooth=3)
         return trainer.save_policy(ctx.run_dir.path / "policy")
-
-
-def _drop_rollouts_after(path, step: int) -> None:
-    """After a resume from a checkpoint at ``step``, forget the rollouts of the steps that will be redone, so
-    rollouts.jsonl holds every step exactly once."""
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    keep = [x for x in lines if x.strip() and json.loads(x).get("step", 0) <= step]
-    if len(keep) != len(lines):
-        from scorebench.rundir import atomic_write
-        atomic_write(path, "".join(keep))
 
 
 class ScoreNoStage1(Score):

@@ -16,16 +16,33 @@ from .protocol import ProtocolConfig
 
 @dataclass
 class RunContext:
-    """Everything a method's ``train`` may use; owned by the runner."""
+    """Everything a method's ``train`` may use; owned by the runner. A method reaches the policy and the engine only
+    through it: ``trainable_model()`` for the weights to train, ``engine`` to sample, ``sync_policy(model)`` after
+    the weights changed — so no method imports a concrete engine, and ``--engine vllm`` works for every method."""
     config: Any
     """The resolved RunConfig."""
     task: Any
     """The Task instance (train() for data, evaluate_batch for rewards)."""
     engine: Any
-    """The sampling engine, holding the current policy (``engine.model`` on the HF engine)."""
+    """The sampling engine (``scorebench.engines.base.Engine``)."""
     run_dir: Any
     """The RunDir; methods write their datasets and logs into ``run_dir.path``."""
     extra: dict = field(default_factory=dict)
+
+    def trainable_model(self):
+        """(model, tokenizer): the HF model to train. With an engine that samples from an HF model in this process
+        (``hf``), that very model, so rollouts see every update; otherwise (``vllm``) the run's model loaded here,
+        on the run's device, whose weights ``sync_policy`` pushes to the engine."""
+        got = self.engine.trainable_model()
+        if got is not None:
+            return got
+        from . import models
+        from .device import resolve
+        return models.load(self.config.model, device=resolve(getattr(self.config, "device", "auto")))
+
+    def sync_policy(self, model) -> None:
+        """Tell the engine the policy's weights changed (after an optimizer step, or a new model object)."""
+        self.engine.sync_weights(model)
 
 
 class Method:

@@ -130,12 +130,18 @@ def test_plugin_found_through_entry_point(tmp_path, monkeypatch):
     sys.modules.pop("my_plugin_pkg", None)
 
 
-class FakeEngine:
+from scorebench.engines.base import Engine  # noqa: E402
+
+
+class FakeEngine(Engine):
     """Answers turn 1 wrong on even samples / right on odd ones (by problem), and every correction right."""
 
     def __init__(self, model, tok, task):
         self.model, self.tokenizer = model, tok
         self.answers = {task.prompt(ex): ex["answer"] for ex in task.train()}
+
+    def trainable_model(self):
+        return self.model, self.tokenizer
 
     def generate(self, convs, params, desc=None):
         from scorebench.engines.base import Completion

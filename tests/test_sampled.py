@@ -206,9 +206,9 @@ def test_token_budget_micro_batches(tokenizer, tmp_path):
 def test_score_lr_schedule_spans_the_stage_schedule(tokenizer, tmp_path):
     """A cosine schedule in SCoRe decays over the stage schedule's steps, not TrainConfig.steps (3000)."""
     from transformers import LlamaConfig, LlamaForCausalLM
-    from methods.score import Score
+    from scorebench.training.rl import make_trainer
     model = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                          num_attention_heads=2, num_key_value_heads=1, vocab_size=len(tokenizer)))
-    tr = Score.make_trainer(model, tokenizer, TrainConfig(lr_schedule="cosine", temperature=0.7), tmp_path, 10)
+    tr = make_trainer(model, tokenizer, TrainConfig(lr_schedule="cosine", temperature=0.7), tmp_path, 10)
     assert tr.temperature == 0.7
     assert tr._lr_factor(5) == pytest.approx(0.5) and tr._lr_factor(10) == pytest.approx(0.0)

@@ -89,13 +89,14 @@ def test_loss_and_gradient_equal_hand_reinforce(tiny, tokenizer, stage, temp, tm
     """REINFORCE + per-token KL by hand, at the sampling temperature: log pi_T = log_softmax(logits / T)."""
     from scorebench.training import Trainer, TrainConfig, episode_to_sequence
     tcfg = TrainConfig(lr=1e-3, batch_size=4, micro_batch_size=4, kl_estimator="full",
-                       loss_normalization="sequences", beta1=0.01, beta2=0.1, alpha=10.0)
+                       loss_normalization="sequences")
+    sc = ScoreConfig()  # alpha 10, beta1 0.01, beta2 0.1
     trainer = Trainer(copy.deepcopy(tiny), tokenizer, tcfg, out_dir=tmp_path, temperature=temp)
     with torch.no_grad():  # move the policy away from the reference so KL is not zero
         for prm in trainer.model.parameters():
             prm.add_(0.05 * torch.randn_like(prm))
     eps = _episodes(tokenizer)
-    w, k = turn_weights(R1, R2, stage, tcfg.alpha, tcfg.beta1, tcfg.beta2, "rloo")
+    w, k = turn_weights(R1, R2, stage, sc.alpha, sc.beta1, sc.beta2, "rloo")
     w, k = w.reshape(4, 2), k.reshape(4, 2)
     seqs = [episode_to_sequence(tokenizer, e, list(wi), list(ki)) for e, wi, ki in zip(eps, w, k)]
 

@@ -61,7 +61,10 @@ def test_from_dict_rejects_unknown_key():
 
 def test_paper_defaults_and_presets():
     c = TrainConfig()
-    assert (c.lr, c.temperature, c.beta1, c.beta2, c.alpha, c.steps, c.batch_size) == (5e-6, 1.0, 0.01, 0.1, 10.0, 3000, 512)
+    assert (c.lr, c.temperature, c.steps, c.batch_size) == (5e-6, 1.0, 3000, 512)
+    from methods.score import ScoreConfig
+    sc = ScoreConfig()
+    assert (sc.alpha, sc.beta1, sc.beta2) == (10.0, 0.01, 0.1)  # the paper's, on SCoRe's own config
     for name in ("cpu-small", "paper"):
         p = load_preset(name)
         TrainConfig.from_dict({k: v for k, v in p.items() if not k.startswith("_") and not isinstance(v, dict)})

@@ -75,3 +75,12 @@ class Engine(ABC):
 
     def describe(self) -> dict:
         return {"engine": self.name}
+
+    def trainable_model(self):
+        """(model, tokenizer) when this engine samples from an HF model object in this process that a trainer may
+        update in place; None when it holds its own copy of the weights (then ``sync_weights`` pushes them)."""
+        return None
+
+    def sync_weights(self, model) -> None:
+        """The policy ``model``'s weights changed: sample from them from now on (a no-op for engines that read
+        the live model)."""

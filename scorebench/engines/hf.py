@@ -87,6 +87,18 @@ class HFEngine(Engine):
             return str(next(self.model.parameters()).dtype).replace("torch.", "")
         return str(self._runner.dtype).replace("torch.", "")
 
+    def trainable_model(self):
+        return self.model, self.tokenizer
+
+    def sync_weights(self, model) -> None:
+        """Sample from ``model`` from now on: the same object is refreshed (its snapshot is rebuilt), another one
+        (a trainer's PeftModel wrapping this model) replaces it."""
+        if model is not self.model:
+            self.model = model  # same tokenizer, so the same end-of-turn ids
+            if self._runner is not None:
+                self._runner = _FastLlama(model, self._runner.dtype, pack=self._runner.packed or False)
+        self.refresh()
+
     def refresh(self) -> None:
         """Rebuild the fast path's weight snapshot from the live model now. ``generate`` does this by itself
         when a parameter changed, so calling it is optional (e.g. to move the cost out of a timed region)."""

@@ -52,6 +52,9 @@ class VLLMEngine(Engine):
                            for c in o.outputs])
         return result
 
+    def sync_weights(self, model) -> None:
+        self.load_weights(model)
+
     def load_weights(self, model) -> None:
         """Push a trainer's current weights into the vLLM worker (the on-policy sync for RL on GPU)."""
         runner = self.llm.llm_engine.model_executor.driver_worker.model_runner

@@ -75,12 +75,6 @@ class TrainConfig:
     """Recompute activations in backward to save memory."""
     temperature: float = 1.0
     """Sampling temperature for training rollouts and data (paper: 1.0); policy-gradient losses use it too."""
-    beta1: float = 0.01
-    """SCoRe Stage II KL coefficient toward the reference policy (paper: 0.01)."""
-    beta2: float = 0.1
-    """SCoRe Stage I KL coefficient keeping the first attempt near the base model (paper: 0.1)."""
-    alpha: float = 10.0
-    """SCoRe reward-shaping multiplier alpha (paper: 10)."""
 
     def __post_init__(self):
         if isinstance(self.betas, list):

@@ -1,0 +1,119 @@
+"""The shared on-policy RL loop: sample → grade → advantages → trainer step → log → checkpoint, exactly once per
+step, resumable at any point.
+
+An algorithm is a small hook (``RLAlgorithm``): how many steps and turns, and, from a step's rewards, the per-turn
+loss weights (advantages) and KL coefficients. The loop owns everything else, so SCoRe and its ablations are that
+hook plus their config (``methods/score.py``), and a new on-policy method is one class.
+
+Why the loop samples through ``ctx.engine`` and trains ``ctx.trainable_model()``: with the HF engine they are one
+model object (every rollout sees the latest weights); with an engine that holds its own weights (vLLM) the loop
+pushes them after each step through ``ctx.sync_policy``. Either way the trainer's loss takes log-probabilities at
+the sampling temperature, on exactly the token ids the engine sampled (``training/sequences.py``).
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+
+from ..engines.base import SamplingParams
+from ..metrics import edit_distance_ratio, is_correct
+from ..protocol import Episode, ProtocolConfig, run_protocol
+from ..seeding import derive_seed
+from .sequences import episode_to_sequences
+from .trainer import Trainer
+
+
+class RLAlgorithm:
+    """The hook an on-policy algorithm implements."""
+    turns: int = 2
+    """Attempts per rollout (the protocol's K)."""
+
+    def n_steps(self) -> int:
+        raise NotImplementedError
+
+    def weights(self, step: int, rewards: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        """From ``rewards`` shaped (problems, samples, turns): per-turn loss weights and KL coefficients of the same
+        shape, and extra fields for this step's log line (e.g. the stage)."""
+        raise NotImplementedError
+
+
+def make_trainer(model, tok, tcfg, out, n_steps: int, device: str | None = None) -> Trainer:
+    """The Trainer for ``n_steps`` RL steps: the loss takes log-probabilities at the temperature the rollouts
+    were sampled at (on-policy), and a scheduled learning rate spans the RL steps, not ``tcfg.steps``."""
+    trainer = Trainer(model, tok, tcfg, out, temperature=tcfg.temperature, device=device)
+    trainer.planned_steps = n_steps
+    return trainer
+
+
+def rollout_stats(eps: list[Episode]) -> dict:
+    """What the training curves show: reward per turn, i→c / c→i rates, edit distance between attempts."""
+    r = np.array([e.rewards for e in eps], dtype=float)
+    out = {"reward_t1": float(r[:, 0].mean())}
+    if r.shape[1] >= 2:
+        c1, c2 = is_correct(r[:, 0]), is_correct(r[:, 1])
+        out.update(reward_t2=float(r[:, 1].mean()), i2c=float((~c1 & c2).mean()), c2i=float((c1 & ~c2).mean()),
+                   edit_ratio=float(np.mean([edit_distance_ratio(e.attempts[0].response, e.attempts[1].response)
+                                             for e in eps])))
+    return out
+
+
+def rl_train(ctx, algo: RLAlgorithm, tcfg, problems_per_step: int, samples_per_problem: int,
+             max_new_tokens: int | None = None, rollout_log: bool = True, desc: str = "rl") -> Trainer:
+    """Run ``algo`` on ``ctx.task``'s train split until ``algo.n_steps()`` optimizer steps are done (resuming from
+    the latest checkpoint in RUN/train); returns the Trainer (the caller saves the policy)."""
+    from tqdm.auto import tqdm
+    out = Path(ctx.run_dir.path) / "train"
+    model, tok = ctx.trainable_model()
+    n = algo.n_steps()
+    trainer = make_trainer(model, tok, tcfg, out, n)
+    ctx.run_dir.update_config(train_device=str(trainer.accelerator.device),
+                              train_dtype=tcfg.resolved_dtype(trainer.accelerator.device.type))
+    trainer.resume()
+    ctx.sync_policy(trainer.model)
+    log = out / "rollouts.jsonl"
+    _drop_rollouts_after(log, trainer.step_count)
+    task, train = ctx.task, ctx.task.train()
+    k, P = samples_per_problem, min(problems_per_step, len(train))
+    proto = ProtocolConfig(turns=algo.turns)
+    max_new = max_new_tokens or task.max_new_tokens
+    bar = tqdm(total=n, initial=trainer.step_count, desc=desc, unit="step")
+    while trainer.step_count < n:
+        step = trainer.step_count
+        problems = random.Random(derive_seed(tcfg.seed, "problems", step)).sample(train, P)
+        params = SamplingParams(temperature=tcfg.temperature, max_new_tokens=max_new, n=k,
+                                seed=derive_seed(tcfg.seed, "rollouts", step))
+        eps = run_protocol(ctx.engine, task, problems, params, proto, samples_per_problem=k, keep_ids=True,
+                           progress=False, chunk_size=len(problems))
+        r = np.array([e.rewards for e in eps], dtype=float).reshape(P, k, -1)
+        w, kl, extra = algo.weights(step, r)
+        w, kl = w.reshape(len(eps), -1), kl.reshape(len(eps), -1)
+        seqs = [s for e, wi, ki in zip(eps, w, kl) for s in episode_to_sequences(tok, e, list(wi), list(ki))]
+        stats = {**extra, **rollout_stats(eps)}
+        trainer.step(seqs, extra=stats)
+        ctx.sync_policy(trainer.model)
+        if rollout_log:
+            with open(log, "a", encoding="utf-8") as f:
+                for e in eps:
+                    f.write(json.dumps({"step": trainer.step_count, **extra, **e.to_json()}) + "\n")
+        if tcfg.save_every and trainer.step_count % tcfg.save_every == 0:
+            trainer.save_checkpoint()
+        bar.update(1)
+        bar.set_postfix(**{k_: v for k_, v in extra.items() if isinstance(v, str)},
+                        r1=f"{stats['reward_t1']:.2f}", r2=f"{stats.get('reward_t2', 0):.2f}")
+    bar.close()
+    return trainer
+
+
+def _drop_rollouts_after(path: Path, step: int) -> None:
+    """After a resume from a checkpoint at ``step``, forget the rollouts of the steps that will be redone, so
+    rollouts.jsonl holds every step exactly once."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = [x for x in lines if x.strip() and json.loads(x).get("step", 0) <= step]
+    if len(keep) != len(lines):
+        from ..rundir import atomic_write
+        atomic_write(path, "".join(keep))
