@@ -55,6 +55,14 @@ class Method:
         """The protocol this method is evaluated (and trained) under."""
         return ProtocolConfig(turns=turns)
 
+    def rollout(self, engine, task, examples: list[dict], params, turns: int, on_episodes=None,
+                chunk_size: int = 64, progress: bool = True) -> list:
+        """How this method answers at evaluation: the shared protocol by default. An inference-time method
+        (best-of-n, a vote over second attempts) overrides this; ``task.extract`` gives it the graded answer."""
+        from .protocol import run_protocol
+        return run_protocol(engine, task, examples, params, protocol=self.protocol(turns), on_episodes=on_episodes,
+                            chunk_size=chunk_size, progress=progress)
+
     def train(self, ctx: RunContext) -> str | None:
         """Train; return a path to the final policy, or None when ``ctx.engine`` already holds it."""
         return None

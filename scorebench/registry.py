@@ -1,8 +1,9 @@
 """Registries for tasks, methods and engines.
 
-Why both a decorator and entry points: built-ins register with ``@TASKS.register("name")`` on import, and a
-plugin package registers by declaring an entry point in the group ``scorebench.<kind>`` — so ``pip install
-my-method`` is enough and no core file changes (the lm-evaluation-harness pattern).
+A plugin package registers by declaring an entry point in the group ``scorebench.<kind>`` — so ``pip install
+my-method`` is enough and no core file changes (the lm-evaluation-harness pattern). Methods, built-in or not, come in
+only that way; built-in tasks and engines also register with ``@TASKS.register("name")`` when their module is
+imported. An entry point whose object is not of the registry's base class is refused with a warning.
 """
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ class UnknownName(KeyError):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = ()):
+    def __init__(self, kind: str, builtin_modules: tuple[str, ...] = (), base: str | None = None):
+        """``base``: "module:Class" every entry must subclass (imported lazily: the base may import this module)."""
         self.kind = kind
+        self.base = base
         self.group = f"scorebench.{kind}"
         self._items: dict[str, T] = {}
         self._builtin_modules = builtin_modules
@@ -52,6 +55,7 @@ class Registry(Generic[T]):
                 continue
             try:
                 obj = ep.load()
+                self._check(obj)
             except Exception as e:  # a broken plugin must not take the harness down
                 import warnings
                 warnings.warn(f"scorebench: could not load {self.kind} plugin {ep.name!r} ({ep.value}): {e}")
@@ -61,6 +65,15 @@ class Registry(Generic[T]):
                 obj.name = ep.name
             except (AttributeError, TypeError):
                 pass
+
+    def _check(self, obj) -> None:
+        if self.base is None:
+            return
+        import importlib
+        mod, cls = self.base.split(":")
+        base = getattr(importlib.import_module(mod), cls)
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            raise TypeError(f"{obj!r} is not a subclass of {mod}.{cls}")
 
     def get(self, name: str) -> T:
         self._load()
@@ -82,5 +95,6 @@ class Registry(Generic[T]):
 
 TASKS: Registry = Registry("tasks", ("scorebench.tasks.arith", "scorebench.tasks.math500",
                                      "scorebench.tasks.code"))
-METHODS: Registry = Registry("methods", ("baselines", "methods"))
+METHODS: Registry = Registry("methods", base="scorebench.method:Method")
+"""Built-in methods and plugins alike come in through the ``scorebench.methods`` entry points (pyproject.toml)."""
 ENGINES: Registry = Registry("engines", ("scorebench.engines.hf", "scorebench.engines.vllm"))

@@ -17,7 +17,6 @@ from . import tables
 from .checks import UsageError
 from .engines import SamplingParams, get_engine
 from .method import RunContext
-from .protocol import run_protocol
 from .registry import ENGINES, METHODS, TASKS
 from .rundir import RunDir, environment
 
@@ -219,8 +218,8 @@ def _run_locked(cfg: RunConfig, plan: Plan, rd: RunDir, progress: bool) -> None:
 
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=max_new, seed=cfg.seed)
     if todo:
-        run_protocol(engine, task, todo, params, protocol=method.protocol(cfg.turns), on_episodes=rd.append_episodes,
-                     chunk_size=cfg.batch_size, progress=progress)
+        method.rollout(engine, task, todo, params, cfg.turns, on_episodes=rd.append_episodes,
+                       chunk_size=cfg.batch_size, progress=progress)
     finalize(rd)
     rd.update_config(total_seconds=round(time.time() - t0, 1))
 

@@ -28,3 +28,14 @@ def test_grading_last_integer_or_box():
     assert t.reward(ex, "\\boxed{12} and later 3") == 1.0         # a box wins over later numbers
     assert t.reward(ex, "1,2") == 1.0 and extract_answer("no numbers") is None
     assert t.reward(ex, "-12") == 0.0
+
+
+def test_extract_is_what_evaluate_grades():
+    """Task.extract is public and evaluate() reads the answer through it (one rule for graders and plugins)."""
+    from scorebench.registry import TASKS
+    t = TASKS.get("arith")(n_train=1, n_test=1)
+    ex = dict(t.test()[0], answer=7)
+    for resp, want in [("so 3 + 4 = 7", 7), ("\\boxed{7} then 12", 7), ("no number", None), ("-3, then 1,200", 1200)]:
+        assert t.extract(resp) == want and t.evaluate(ex, resp)["pred"] == want
+    m = TASKS.get("math500")()
+    assert m.extract("so \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}" and m.extract("none") is None

@@ -123,8 +123,11 @@ class Arith(Task):
     def meta(self, example):
         return {"steps": example["steps"]}
 
+    def extract(self, response):
+        return extract_answer(response)
+
     def evaluate(self, example, response):
-        pred = extract_answer(response)
+        pred = self.extract(response)
         return {"correct": pred is not None and pred == int(example["answer"]), "pred": pred}
 
     def describe(self):

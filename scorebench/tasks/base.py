@@ -61,6 +61,11 @@ class Task:
         """Metadata kept on the episode for breakdowns (e.g. subject and level)."""
         return {}
 
+    def extract(self, response: str):
+        """The answer the grader reads from a response (a number, a boxed expression, a program), or None: public
+        so that inference-time methods (a vote over attempts) compare answers the way the grader does."""
+        raise NotImplementedError(f"task {self.name!r} does not extract answers")
+
     def evaluate(self, example: dict, response: str) -> dict:
         """Grade one response: a dict with at least ``correct`` (bool); may add the extracted answer."""
         raise NotImplementedError

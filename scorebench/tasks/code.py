@@ -53,12 +53,15 @@ class _CodeTask(Task):
     def program(self, example: dict, code: str) -> str:
         raise NotImplementedError
 
+    def extract(self, response: str) -> str:
+        return extract_code(response or "")
+
     def evaluate(self, example: dict, response: str) -> dict:
         return self.evaluate_batch([example], [response])[0]
 
     def evaluate_batch(self, examples: list[dict], responses: list[str], progress: bool = False,
                        workers: int | None = None) -> list[dict]:
-        codes = [extract_code(r or "") for r in responses]
+        codes = [self.extract(r) for r in responses]
         programs = [self.program(ex, c) for ex, c in zip(examples, codes)]
         results = run_many(programs, self.limits, workers=workers, progress=progress)
         out = []

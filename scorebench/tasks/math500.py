@@ -57,6 +57,10 @@ class Math500(Task):
     def meta(self, example: dict) -> dict:
         return {"subject": example.get("subject"), "level": example.get("level")}
 
+    def extract(self, response: str):
+        from ..grading.math import extract_answer
+        return extract_answer(response)
+
     def evaluate(self, example: dict, response: str) -> dict:
         return grade_response(response, example["answer"])
 
