@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from baselines.pair_sft import PairConfig, make_pairs, pair_episode
-from baselines.self_refine import SelfRefineMethod
-from baselines.star import StarConfig, filter_star, trace_type
+from scorebench.baselines.pair_sft import PairConfig, make_pairs, pair_episode
+from scorebench.baselines.self_refine import SelfRefineMethod
+from scorebench.baselines.star import StarConfig, filter_star, trace_type
 from scorebench.training.sequences import end_of_turn
 from scorebench.protocol import Episode, Turn
 from scorebench.registry import METHODS, Registry
@@ -121,7 +121,7 @@ def test_plugin_found_through_entry_point(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plugin-pkg\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[scorebench.methods]\necho-plugin = my_plugin_pkg:Echo\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    reg = Registry("methods", ("baselines",))
+    reg = Registry("methods")
     cls = reg.get("echo-plugin")
     assert cls.__name__ == "Echo" and cls.name == "echo-plugin" and "star" in reg.names()
     from scorebench.method import RunContext

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.score import ScoreConfig, baseline_values, star_weights, turn_weights
+from scorebench.methods.score import ScoreConfig, baseline_values, star_weights, turn_weights
 from scorebench.protocol import Episode, Turn
 
 R1 = np.array([[0.0, 1.0], [1.0, 1.0]])  # (problems, samples)

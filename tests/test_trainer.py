@@ -62,7 +62,7 @@ def test_from_dict_rejects_unknown_key():
 def test_paper_defaults_and_presets():
     c = TrainConfig()
     assert (c.lr, c.temperature, c.steps, c.batch_size) == (5e-6, 1.0, 3000, 512)
-    from methods.score import ScoreConfig
+    from scorebench.methods.score import ScoreConfig
     sc = ScoreConfig()
     assert (sc.alpha, sc.beta1, sc.beta2) == (10.0, 0.01, 0.1)  # the paper's, on SCoRe's own config
     for name in ("cpu-small", "paper"):
