@@ -228,7 +228,7 @@ def run_bench(quick: bool = False, out: str | None = "runs/bench.md", model: str
     from .bench_train import bench_training, report as train_report
     from .training.config import TrainConfig
     tdtype = TrainConfig(dtype="auto").resolved_dtype(device)  # what the presets' "auto" trains in here
-    train = bench_training(m, tok, reps=1 if quick else 2, dtype=tdtype, log=log)
+    train = bench_training(m, tok, reps=1 if quick else 2, problems=4 if quick else 8, dtype=tdtype, log=log)
     ceiling, ceiling_name = (fc, probe.compute_dtype) if tdtype == probe.compute_dtype else (f32, "float32")
     if tdtype == "bfloat16" and ceiling_name != "bfloat16":
         ceiling, ceiling_name = matmul_flops(torch.bfloat16, reps=3, device=device), "bfloat16"
