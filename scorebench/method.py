@@ -9,9 +9,15 @@ A plugin subclasses ``Method`` and declares an entry point in the ``scorebench.m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .protocol import ProtocolConfig
+
+if TYPE_CHECKING:  # typed fields without importing torch-heavy modules at import time
+    from .engines.base import Engine
+    from .rundir import RunDir
+    from .runner import RunConfig
+    from .tasks.base import Task
 
 
 @dataclass
@@ -19,13 +25,13 @@ class RunContext:
     """Everything a method's ``train`` may use; owned by the runner. A method reaches the policy and the engine only
     through it: ``trainable_model()`` for the weights to train, ``engine`` to sample, ``sync_policy(model)`` after
     the weights changed — so no method imports a concrete engine, and ``--engine vllm`` works for every method."""
-    config: Any
+    config: "RunConfig"
     """The resolved RunConfig."""
-    task: Any
+    task: "Task"
     """The Task instance (train() for data, evaluate_batch for rewards)."""
-    engine: Any
-    """The sampling engine (``scorebench.engines.base.Engine``)."""
-    run_dir: Any
+    engine: "Engine"
+    """The sampling engine."""
+    run_dir: "RunDir"
     """The RunDir; methods write their datasets and logs into ``run_dir.path``."""
     extra: dict = field(default_factory=dict)
 
