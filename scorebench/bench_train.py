@@ -94,7 +94,6 @@ def bench_training(model, tok, reps: int = 2, problems: int = 8, samples: int = 
         tr2.step(warm)
         out["other_dtype"] = other
         out["other_s"] = min(_timed(lambda: tr2.step(seqs)) for _ in range(reps))
-        del tr2
         log("train: plain HF step ...")
         m = copy.deepcopy(tr.model).train()
         opt = torch.optim.AdamW(m.parameters(), lr=1e-6)

@@ -9,7 +9,7 @@ A plugin subclasses ``Method`` and declares an entry point in the ``scorebench.m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .protocol import ProtocolConfig
 

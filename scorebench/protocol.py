@@ -8,7 +8,7 @@ conversations here, so a method cannot quietly evaluate under a different prompt
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
+from typing import Callable
 
 from tqdm.auto import tqdm
 

@@ -26,7 +26,7 @@ def main():
             e = json.loads(line)
             rows[(e["step"] - 1) // a.every].append(e)
     groups = sorted({str(e["meta"].get(a.by)) for es in rows.values() for e in es})
-    print(f"| steps | stage | episodes | turn-1 acc | turn-2 acc | " + " | ".join(f"turn-1 acc, {a.by}={g}" for g in groups)
+    print("| steps | stage | episodes | turn-1 acc | turn-2 acc | " + " | ".join(f"turn-1 acc, {a.by}={g}" for g in groups)
           + " |")
     print("|---" * (5 + len(groups)) + "|")
     for k in sorted(rows):

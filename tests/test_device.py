@@ -1,5 +1,4 @@
 """--device on a CPU machine: auto is the CPU, cuda is one clear error before any work, the record is the truth."""
-import json
 
 import pytest
 import torch

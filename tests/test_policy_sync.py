@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import torch
 
-from scorebench.engines.base import Completion, Engine
+from scorebench.engines.base import Engine
 from scorebench.method import RunContext
 from scorebench.registry import METHODS
 from scorebench.rundir import RunDir

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from scorebench.engines.base import SamplingParams, render_ids
 from scorebench.engines.hf import HFEngine

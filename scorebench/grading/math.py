@@ -576,12 +576,6 @@ def is_equiv(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool
     return bool(ok)
 
 
-def extract_answer(response: str) -> str | None:
-    """The answer ``grade_response`` grades (its ``pred``): the boxed answer(s) joined, or None."""
-    parts, hedged = _answer_parts(response or "")
-    return _join(parts, hedged) if parts else None
-
-
 def grade_response(response: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
     """{'correct': bool, 'pred': the extracted answer or None}. No boxed answer -> incorrect.
 

@@ -59,7 +59,7 @@ class Math500(Task):
 
     def extract(self, response: str):
         from ..grading.math import extract_answer
-        return extract_answer(response)
+        return extract_answer(response or "")
 
     def evaluate(self, example: dict, response: str) -> dict:
         return grade_response(response, example["answer"])
