@@ -283,16 +283,17 @@ def check(target: str, tasks: str = "scorebench_arith", limit: int | None = None
     tgt.out.mkdir(parents=True, exist_ok=True)
     from lm_eval.loggers import EvaluationTracker
     tracker = EvaluationTracker(output_path=str(tgt.out / "results.json"))
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     res = run_lm_eval(tgt.model, names, limit=limit, indices=indices, batch_size=batch_size, dtype=dtype,
                       device=device, task_args=task_args, tracker=tracker)
-    lm_seconds = round(time.time() - t0, 1)
+    lm_seconds, lm_cpu = round(time.time() - t0, 1), round(time.process_time() - c0, 1)
     samples = save_lm_eval(res, tgt.out, tracker)
 
     report = {"target": str(target), "out": str(tgt.out), "model": tgt.label, "model_path": tgt.model,
               "command": command,
               "lm_eval": {"model_args": {"pretrained": tgt.model, "dtype": dtype}, "device": device,
-                          "batch_size": batch_size, "apply_chat_template": True, "seconds": lm_seconds},
+                          "batch_size": batch_size, "apply_chat_template": True, "seconds": lm_seconds,
+                          "cpu_seconds": lm_cpu},
               "machine": machine(), "tasks": {}}
     for n in names:
         task = sb_tasks[n]
@@ -303,20 +304,21 @@ def check(target: str, tasks: str = "scorebench_arith", limit: int | None = None
         if tgt.run_dir is not None:
             eps, engine, why = run_episodes(tgt.run_dir, task.name, task_args if task.name == run_cfg.get("task")
                                             else {}, ids, max_new)
-        t1 = time.time()
+        t1, c1 = time.time(), time.process_time()
         if eps is not None:
-            source, sb_seconds = f"{tgt.run_dir / 'episodes.jsonl'} (turn 1 of the run's episodes)", None
+            source, sb_seconds, sb_cpu = f"{tgt.run_dir / 'episodes.jsonl'} (turn 1 of the run's episodes)", None, None
         else:
             by_id = {str(ex["id"]): ex for ex in task.test()}
             eps, engine = scorebench_turn1(tgt.model, task, [by_id[i] for i in ids], max_new, batch_size, dtype,
                                            compute_dtype, device)
-            sb_seconds = round(time.time() - t1, 1)
+            sb_seconds, sb_cpu = round(time.time() - t1, 1), round(time.process_time() - c1, 1)
             source = f"scorebench protocol, turns=1, temperature 0, run now ({why})" if tgt.run_dir else \
                 "scorebench protocol, turns=1, temperature 0, run now"
         _write(tgt.out / f"episodes_{n}.jsonl", "".join(json.dumps(ep.to_json()) + "\n" for ep in eps))
         cmp = compare(task, samples[n], eps)
         cmp.update({"scorebench_task": task.name, "task": task.describe(), "max_new_tokens": max_new,
                     "scorebench_source": source, "scorebench_engine": engine, "scorebench_seconds": sb_seconds,
+                    "scorebench_cpu_seconds": sb_cpu,
                     "lm_eval_acc_reported": res["results"][n].get("acc,none")})
         report["tasks"][n] = cmp
     _write(tgt.out / "comparison.json", json.dumps(report, indent=2, default=str))
@@ -333,13 +335,14 @@ def markdown(report: dict) -> str:
     lines += [f"- model: `{report['model']}`",
               f"- lm-eval {m['versions'].get('lm_eval', '?')}: HF model (`generate`), "
               f"dtype {lm['model_args']['dtype']}, batch size {lm['batch_size']}, chat template, greedy; "
-              f"{lm['seconds']} s wall (model load included, one run for all tasks)",
+              f"{lm['seconds']} s wall, {lm.get('cpu_seconds', '?')} s CPU (model load included, one run for all "
+              "tasks)",
               f"- machine: {m['platform']}, {m['processor']}, {m['cpus']} CPUs, {m['torch_threads']} torch threads; "
               f"torch {m['versions'].get('torch', '?')}, transformers {m['versions'].get('transformers', '?')}", ""]
     lines += ["| task | problems | lm-eval acc | scorebench Acc@t1 | agree | disagree | identical responses "
-              "| scorebench s |", "|---|---|---|---|---|---|---|---|"]
+              "| scorebench s (wall / CPU) |", "|---|---|---|---|---|---|---|---|"]
     for n, c in report["tasks"].items():
-        sec = "-" if c["scorebench_seconds"] is None else c["scorebench_seconds"]
+        sec = "-" if c["scorebench_seconds"] is None else f"{c['scorebench_seconds']} / {c['scorebench_cpu_seconds']}"
         lines.append(f"| {n} | {c['n']} | {100 * c['lm_eval_acc']:.1f} | {100 * c['scorebench_acc_t1']:.1f} | "
                      f"{c['agree']} | {c['disagree']} | {c['same_response']} | {sec} |")
     for n, c in report["tasks"].items():
