@@ -15,6 +15,7 @@ params for the plain step, over all non-pad tokens, and is compared with the bf1
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import tempfile
 import time
@@ -98,7 +99,7 @@ def bench_training(model, tok, reps: int = 2, problems: int = 8, samples: int = 
         m = copy.deepcopy(tr.model).train()
         opt = torch.optim.AdamW(m.parameters(), lr=1e-6)
         dev = next(m.parameters()).device.type
-        auto = (lambda: torch.autocast(dev, dtype=torch.bfloat16)) if dtype == "bfloat16" else _nullcontext
+        auto = (lambda: torch.autocast(dev, dtype=torch.bfloat16)) if dtype == "bfloat16" else contextlib.nullcontext
         step = lambda: _plain_step(m, opt, seqs, tr.pad_id, micro, auto)  # noqa: E731
         _plain_step(m, opt, warm, tr.pad_id, micro, auto)
         out["plain_s"] = min(_timed(step) for _ in range(reps))
@@ -119,14 +120,6 @@ def _timed(fn) -> float:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return time.perf_counter() - t
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def report(r: dict, ceiling: float, ceiling_name: str) -> list[str]:

@@ -41,7 +41,8 @@ class Trainer:
         ``device``: "cpu" or "cuda" (``scorebench.device.resolve``); None = the device the model is on, so a
         trainer never moves a policy away from the engine that samples it."""
         if temperature <= 0:
-            raise ValueError(f"Trainer temperature must be > 0 (a greedy sampler has no log-probabilities), got {temperature}")
+            raise ValueError("Trainer temperature must be > 0 (a greedy sampler has no log-probabilities), "
+                             f"got {temperature}")
         self.temperature = float(temperature)
         from accelerate import Accelerator
         self.cfg, self.tokenizer = cfg, tokenizer
@@ -51,8 +52,9 @@ class Trainer:
         self.step_count = 0
         self.planned_steps = cfg.steps
         torch.manual_seed(cfg.seed)
-        mp = "bf16" if cfg.resolved_dtype(device or next(model.parameters()).device.type) == "bfloat16" else "no"
-        cpu = (device or next(model.parameters()).device.type) == "cpu"
+        device = device or next(model.parameters()).device.type
+        mp = "bf16" if cfg.resolved_dtype(device) == "bfloat16" else "no"
+        cpu = device == "cpu"
         try:
             self.accelerator = Accelerator(mixed_precision=mp, cpu=cpu)
         except ValueError:
