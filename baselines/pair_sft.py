@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from scorebench.method import Method
 from scorebench.seeding import derive_seed
-from scorebench.protocol import Episode, ProtocolConfig, Turn, problem_id, run_protocol
+from scorebench.protocol import Episode, ProtocolConfig, Turn, problem_id
 
-from .star import finish, is_right, read_dataset, sampling_params, sft, subset, untrained_policy, write_dataset
+from .star import (finish, is_right, read_dataset, sample_traces, sampling_params, sft, subset, untrained_policy,
+                   write_dataset)
 from scorebench.training import episode_to_sequences, resolve_method_config
 
 
@@ -81,8 +82,7 @@ class PairSFTMethod(Method):
         if seqs is None:
             problems = subset(ctx.task.train(), mcfg.n_problems, derive_seed(tcfg.seed, "problems"))
             params = sampling_params(ctx, tcfg, mcfg.max_new_tokens, seed=derive_seed(tcfg.seed, "samples"))
-            eps = run_protocol(ctx.engine, ctx.task, problems, params, protocol=ProtocolConfig(turns=1),
-                               samples_per_problem=mcfg.samples_per_problem, keep_ids=True)
+            eps = sample_traces(ctx, problems, params, ProtocolConfig(turns=1), mcfg.samples_per_problem)
             by_problem = defaultdict(list)
             for ep in eps:
                 by_problem[problem_id(ep.id)].append(ep)

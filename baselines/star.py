@@ -14,6 +14,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
+from scorebench import dist
 from scorebench.engines import SamplingParams
 from scorebench.method import Method
 from scorebench.metrics import is_correct
@@ -69,9 +70,26 @@ def sampling_params(ctx, train_cfg, max_new_tokens, seed: int) -> SamplingParams
     return SamplingParams(temperature=train_cfg.temperature, top_p=1.0, max_new_tokens=max_new, seed=seed)
 
 
+def sample_traces(ctx, problems: list[dict], params, protocol, samples_per_problem: int,
+                  chunk_size: int = 64) -> list[Episode]:
+    """Sample the protocol on ``problems`` with the engine's token ids kept for training. In a multi-process run
+    each rank samples its chunks and every rank gets every episode, in the order one process would produce."""
+    from tqdm.auto import tqdm
+    bar = tqdm(total=len(problems), desc=f"{ctx.task.name}: episodes", unit="problem", disable=not dist.is_main())
+    eps = dist.rollout(lambda chunk: run_protocol(ctx.engine, ctx.task, chunk, params, protocol=protocol,
+                                                  samples_per_problem=samples_per_problem, keep_ids=True,
+                                                  chunk_size=len(chunk), progress=False),
+                       problems, chunk_size, bar=bar)
+    bar.close()
+    return eps
+
+
 def write_dataset(path_dir, rows: list[tuple[Episode, str, Sequence]], stats: dict, suffix: str = "") -> None:
     """``dataset{suffix}.jsonl`` (one trace per line: type, turns, token ids, weights) then
-    ``dataset_stats{suffix}.json`` — the stats file is written last and marks the dataset complete."""
+    ``dataset_stats{suffix}.json`` — the stats file is written last and marks the dataset complete. Rank 0
+    only (every rank holds the same rows)."""
+    if not dist.is_main():
+        return
     with open(path_dir / f"dataset{suffix}.jsonl", "w", encoding="utf-8") as f:
         for ep, kind, seq in rows:
             f.write(json.dumps({"id": ep.id, "type": kind, "turns": ep.to_json()["turns"], **seq.to_json()},
@@ -94,7 +112,8 @@ def sft(ctx, model, tok, train_cfg, sequences: list[Sequence], name: str) -> Tra
         ctx.run_dir.update_config(train_device=str(trainer.accelerator.device),
                                   train_dtype=train_cfg.resolved_dtype(trainer.accelerator.device.type))
     trainer.fit(sequences, desc=f"{ctx.config.method}: sft")
-    trainer.plot(ctx.run_dir.path / f"{name}.png")
+    if dist.is_main():
+        trainer.plot(ctx.run_dir.path / f"{name}.png")
     return trainer
 
 
@@ -103,7 +122,8 @@ def finish(trainer: Trainer, path):
     ``policy/.complete`` exists the runner never resumes training."""
     import shutil
     out = trainer.save_policy(path)
-    shutil.rmtree(trainer.ckpt_dir, ignore_errors=True)
+    if dist.is_main():
+        shutil.rmtree(trainer.ckpt_dir, ignore_errors=True)
     return out
 
 
@@ -116,9 +136,11 @@ def untrained_policy(ctx, reason: str):
     ctx.run_dir.update_config(untrained=reason)
     path = Path(ctx.run_dir.path) / "policy"
     model, tok = ctx.trainable_model()
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    (path / ".complete").write_text("untrained: " + reason)
+    if dist.is_main():
+        model.save_pretrained(path)
+        tok.save_pretrained(path)
+        (path / ".complete").write_text("untrained: " + reason)
+    dist.barrier()  # every rank then loads it
     return path
 
 
@@ -145,8 +167,7 @@ class StarMethod(Method):
             if seqs is None:
                 problems = subset(ctx.task.train(), mcfg.n_problems, derive_seed(tcfg.seed, "problems", it))
                 params = sampling_params(ctx, tcfg, mcfg.max_new_tokens, seed=derive_seed(tcfg.seed, "samples", it))
-                eps = run_protocol(ctx.engine, ctx.task, problems, params, protocol=self.protocol(ctx.config.turns),
-                                   samples_per_problem=mcfg.samples_per_problem, keep_ids=True)
+                eps = sample_traces(ctx, problems, params, self.protocol(ctx.config.turns), mcfg.samples_per_problem)
                 kept = filter_star(eps, plus=self.plus)
                 rows = [(ep, kind, s) for ep, kind in kept for s in episode_to_sequences(tok, ep, turn2_weights(ep))]
                 counts = Counter(trace_type(ep) for ep in eps if len(ep.attempts) >= 2)

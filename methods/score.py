@@ -167,8 +167,10 @@ class Score(Method):
         ctx.run_dir.update_config(method_config=mcfg.__dict__, train_config=tcfg.to_dict())
         trainer = rl_train(ctx, ScoreAlgorithm(mcfg), tcfg, mcfg.problems_per_step, mcfg.samples_per_problem,
                            mcfg.max_new_tokens, mcfg.rollout_log, desc=self.name)
+        from scorebench import dist
         from scorebench.plots import training_curves
-        training_curves([ctx.run_dir.path], trainer.out_dir / "curves", [self.name], smooth=3)
+        if dist.is_main():
+            training_curves([ctx.run_dir.path], trainer.out_dir / "curves", [self.name], smooth=3)
         return trainer.save_policy(ctx.run_dir.path / "policy")
 
 

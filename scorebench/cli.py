@@ -162,8 +162,10 @@ def cmd_run(a) -> int:
                     temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens, seed=a.seed,
                     batch_size=a.batch_size, task_args=_kv(a.task_arg, "--task-arg"), method_args=method_args)
     out = run(cfg, a.out)
-    print((out / "table.md").read_text(), end="")
-    print(f"run directory: {out}")
+    from .dist import is_main
+    if is_main():
+        print((out / "table.md").read_text(), end="")
+        print(f"run directory: {out}")
     return 0
 
 
@@ -181,7 +183,9 @@ def cmd_reproduce(a) -> int:
         return 0
     out = Path(a.out or f"runs/table{a.table}-{task}")
     reproduce(a.table, base, Path(a.runs_dir), out)
-    print((out / f"table{a.table}.md").read_text(), end="")
+    from .dist import is_main
+    if is_main():
+        print((out / f"table{a.table}.md").read_text(), end="")
     return 0
 
 
@@ -273,6 +277,7 @@ def cmd_table(a) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .dist import DistError
     from .models import ModelError
     from .registry import UnknownName
     from .rundir import RunDirError
@@ -300,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         from tqdm.auto import tqdm
         tqdm.write(f"scorebench: error: {e.strerror or e}{where}{hint}", file=sys.stderr)  # on its own line
         return EXIT_IO
+    except DistError as e:  # another process of a multi-process run is gone: this one stops too, saying why
+        print(f"scorebench: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("scorebench: interrupted; finished episodes are saved — rerun the same command to resume",
               file=sys.stderr)

@@ -14,7 +14,8 @@ class DeviceError(ValueError):
 
 
 def resolve(name: str | None) -> str:
-    """"cpu" or "cuda" for ``name`` ("auto": CUDA when available)."""
+    """"cpu" or "cuda" for ``name`` ("auto": CUDA when available); in a multi-process run on GPUs, this process's
+    own GPU ("cuda:LOCAL_RANK"), so the engine, the trainer and the reference of each rank share one device."""
     import torch
     name = name or "auto"
     if name not in DEVICES:
@@ -23,6 +24,9 @@ def resolve(name: str | None) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise DeviceError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
+    from .dist import local_rank, world
+    if name == "cuda" and world() > 1:
+        return f"cuda:{local_rank()}"
     return name
 
 

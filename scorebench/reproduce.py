@@ -187,9 +187,12 @@ def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progr
                        mbpp_r=tables.recompute(rrdir)["acc_t2"])
         rows.append(row)
     result = {"table": number, "title": t.title, "task": base.task or t.task, "rows": rows}
-    write_outputs(t, result, out_dir)
-    from .plots import all_figures
-    all_figures([Path(r["run"]) for r in rows], out_dir / "figures", [r["label"] for r in rows])
+    from .dist import barrier, is_main
+    if is_main():  # one writer in a multi-process run
+        write_outputs(t, result, out_dir)
+        from .plots import all_figures
+        all_figures([Path(r["run"]) for r in rows], out_dir / "figures", [r["label"] for r in rows])
+    barrier()
     return result
 
 

@@ -17,6 +17,7 @@ by id (the first line wins), so even a directory that an older version let two w
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import platform
@@ -97,7 +98,21 @@ def _same_file(fd: int, path: Path) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
+def _main_only(write):
+    """Only rank 0 of a multi-process run writes a run directory; the other ranks' data reaches it by gather
+    (``scorebench.dist``), so their calls to a writer are dropped here, in one place."""
+    @functools.wraps(write)
+    def wrapper(self, *a, **kw):
+        from .dist import is_main
+        if is_main():
+            return write(self, *a, **kw)
+    return wrapper
+
+
 class RunDir:
+    """A run directory: config.json, episodes.jsonl, metrics.json, table.md, plus what methods write into it.
+    In a multi-process run only rank 0 writes (``_main_only``); every rank may read."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
@@ -149,6 +164,7 @@ class RunDir:
             raise RunDirError(f"{self.path} was made with a different preset content (key {old['key']}, now "
                               f"{config['key']}); choose another --out")
 
+    @_main_only
     def init(self, config: dict, resume: bool = True) -> None:
         """Create the directory with ``config``; an existing one must hold the same config to be resumed (its
         ``total_seconds`` is dropped until this session finishes: a run without it is unfinished)."""
@@ -168,9 +184,11 @@ class RunDir:
         except FileNotFoundError:
             raise RunDirError(f"{self.path} is not a run directory (no config.json)") from None
 
+    @_main_only
     def update_config(self, **kw) -> None:
         write_json(self.config_path, {**self.config(), **kw})
 
+    @_main_only
     def append_episodes(self, episodes: list[Episode]) -> None:
         with open(self.episodes_path, "a", encoding="utf-8") as f:
             f.write("".join(json.dumps(e.to_json(), ensure_ascii=False) + "\n" for e in episodes))
@@ -202,11 +220,13 @@ class RunDir:
                 f.truncate(len(raw) - len(tail))
         return out
 
+    @_main_only
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.path / "metrics.json", metrics)
 
     def metrics(self) -> dict:
         return json.loads((self.path / "metrics.json").read_text())
 
+    @_main_only
     def write_text(self, name: str, text: str) -> None:
         atomic_write(self.path / name, text)

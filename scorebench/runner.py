@@ -3,6 +3,7 @@ write the run directory. The data flows one way: task → protocol → engine �
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -11,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import checks
+from . import checks, dist
 from . import metrics as M
 from . import tables
 from .checks import UsageError
@@ -172,16 +173,21 @@ def engine_for(cfg: RunConfig, model: str | None):
 
 
 def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) -> Path:
-    """Validate, then — holding the run directory's lock — reuse, resume or start the run."""
+    """Validate, then — holding the run directory's lock — reuse, resume or start the run.
+
+    Launched as N processes (``accelerate launch`` / ``torchrun``), the N processes are one run
+    (``scorebench.dist``): rank 0 holds the lock and writes; every rank trains on and evaluates its share."""
     plan = validate(cfg, out)
+    from .device import resolve
+    dist.init(resolve(cfg.device))
     random.seed(cfg.seed)
     rd = RunDir(plan.out)
     created = not plan.out.exists()
-    with rd.lock():
+    with rd.lock() if dist.is_main() else contextlib.nullcontext():
         try:
             _run_locked(cfg, plan, rd, progress)
         except BaseException:
-            if created and not any(plan.out.iterdir()):
+            if created and dist.is_main() and not any(plan.out.iterdir()):
                 plan.out.rmdir()  # failed before writing anything (say, the engine is unavailable): leave no trace
             raise
     return plan.out
@@ -191,8 +197,10 @@ def _run_locked(cfg: RunConfig, plan: Plan, rd: RunDir, progress: bool) -> None:
     task, test, method = plan.task, plan.test, METHODS.get(cfg.method)()
     max_new = cfg.max_new_tokens or task.max_new_tokens
     t0 = time.time()
-    if _finished(rd, cfg, test):  # nothing to run: only recompute metrics (config.json stays as the run left it)
-        finalize(rd)
+    if dist.gather(_finished(rd, cfg, test))[0]:  # rank 0 decides; nothing to run: only recompute metrics
+        if dist.is_main():
+            finalize(rd)  # config.json stays as the run left it
+        dist.barrier()
         return
     engine = engine_for(cfg, cfg.model)
     resolved = cfg.resolved()
@@ -204,8 +212,11 @@ def _run_locked(cfg: RunConfig, plan: Plan, rd: RunDir, progress: bool) -> None:
         from .sandbox import sandbox_kind
         record["sandbox"] = sandbox_kind()
     rd.init(record)
+    if dist.is_main():
+        rd.episodes(repair=True)  # cut a half-written last line before any rank reads
+    dist.barrier()
 
-    done = {e.id for e in rd.episodes(repair=True)}
+    done = {e.id for e in rd.episodes()}
     todo = [ex for ex in test if str(ex["id"]) not in done]
     if method.trains:
         policy = rd.path / "policy"
@@ -217,11 +228,18 @@ def _run_locked(cfg: RunConfig, plan: Plan, rd: RunDir, progress: bool) -> None:
             engine = engine_for(cfg, str(policy))
 
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=max_new, seed=cfg.seed)
-    if todo:
-        method.rollout(engine, task, todo, params, cfg.turns, on_episodes=rd.append_episodes,
-                       chunk_size=cfg.batch_size, progress=progress)
-    finalize(rd)
+    if todo:  # chunks of batch_size dealt to the ranks; rank 0 appends each round's episodes as they arrive
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(todo), desc=f"{task.name}: episodes", unit="problem",
+                   disable=not (progress and dist.is_main()))
+        dist.rollout(lambda chunk: method.rollout(engine, task, chunk, params, cfg.turns, chunk_size=len(chunk),
+                                                  progress=False),
+                     todo, cfg.batch_size, on_episodes=rd.append_episodes, bar=bar)
+        bar.close()
+    if dist.is_main():
+        finalize(rd)
     rd.update_config(total_seconds=round(time.time() - t0, 1))
+    dist.barrier()  # every rank returns only once the run directory is complete
 
 
 def _finished(rd: RunDir, cfg: RunConfig, test: list[dict]) -> bool:

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import dist
 from ..engines.base import SamplingParams
 from ..metrics import edit_distance_ratio, is_correct
 from ..protocol import Episode, ProtocolConfig, run_protocol
 from ..seeding import derive_seed
 from .sequences import episode_to_sequences
-from .trainer import Trainer
+from .trainer import Trainer, drop_steps_after
 
 
 class RLAlgorithm:
@@ -63,7 +64,11 @@ def rollout_stats(eps: list[Episode]) -> dict:
 def rl_train(ctx, algo: RLAlgorithm, tcfg, problems_per_step: int, samples_per_problem: int,
              max_new_tokens: int | None = None, rollout_log: bool = True, desc: str = "rl") -> Trainer:
     """Run ``algo`` on ``ctx.task``'s train split until ``algo.n_steps()`` optimizer steps are done (resuming from
-    the latest checkpoint in RUN/train); returns the Trainer (the caller saves the policy)."""
+    the latest checkpoint in RUN/train); returns the Trainer (the caller saves the policy).
+
+    In a multi-process run every rank draws the same problems for a step, samples its own block of them (all
+    ``samples_per_problem`` samples of a problem on one rank, so baselines stay within a problem), and
+    ``learn_step`` makes the step the one of the whole batch."""
     from tqdm.auto import tqdm
     out = Path(ctx.run_dir.path) / "train"
     model, tok = ctx.trainable_model()
@@ -74,9 +79,14 @@ def rl_train(ctx, algo: RLAlgorithm, tcfg, problems_per_step: int, samples_per_p
     trainer.resume()
     ctx.sync_policy(trainer.model)
     log = out / "rollouts.jsonl"
-    _drop_rollouts_after(log, trainer.step_count)
+    if dist.is_main():
+        drop_steps_after(log, trainer.step_count)
     task, train = ctx.task, ctx.task.train()
     k, P = samples_per_problem, min(problems_per_step, len(train))
+    if P < dist.world():
+        from ..checks import UsageError
+        raise UsageError(f"problems_per_step ({P}) must be at least the number of processes ({dist.world()}): "
+                         "each process samples whole problems")
     proto = ProtocolConfig(turns=algo.turns)
     max_new = max_new_tokens or task.max_new_tokens
     bar = tqdm(total=n, initial=trainer.step_count, desc=desc, unit="step")
@@ -85,18 +95,14 @@ def rl_train(ctx, algo: RLAlgorithm, tcfg, problems_per_step: int, samples_per_p
         problems = random.Random(derive_seed(tcfg.seed, "problems", step)).sample(train, P)
         params = SamplingParams(temperature=tcfg.temperature, max_new_tokens=max_new, n=k,
                                 seed=derive_seed(tcfg.seed, "rollouts", step))
-        eps = run_protocol(ctx.engine, task, problems, params, proto, samples_per_problem=k, keep_ids=True,
-                           progress=False, chunk_size=len(problems))
-        r = np.array([e.rewards for e in eps], dtype=float).reshape(P, k, -1)
-        w, kl, extra = algo.weights(step, r)
-        w, kl = w.reshape(len(eps), -1), kl.reshape(len(eps), -1)
-        seqs = [s for e, wi, ki in zip(eps, w, kl) for s in episode_to_sequences(tok, e, list(wi), list(ki))]
-        stats = {**extra, **rollout_stats(eps)}
-        trainer.step(seqs, extra=stats)
+        mine = dist.shard(problems)
+        eps = run_protocol(ctx.engine, task, mine, params, proto, samples_per_problem=k, keep_ids=True,
+                           progress=False, chunk_size=len(mine))
+        stats, extra, everyone = learn_step(trainer, algo, tok, step, eps, k)
         ctx.sync_policy(trainer.model)
-        if rollout_log:
+        if rollout_log and dist.is_main():
             with open(log, "a", encoding="utf-8") as f:
-                for e in eps:
+                for e in everyone:
                     f.write(json.dumps({"step": trainer.step_count, **extra, **e.to_json()}) + "\n")
         if tcfg.save_every and trainer.step_count % tcfg.save_every == 0:
             trainer.save_checkpoint()
@@ -107,13 +113,16 @@ def rl_train(ctx, algo: RLAlgorithm, tcfg, problems_per_step: int, samples_per_p
     return trainer
 
 
-def _drop_rollouts_after(path: Path, step: int) -> None:
-    """After a resume from a checkpoint at ``step``, forget the rollouts of the steps that will be redone, so
-    rollouts.jsonl holds every step exactly once."""
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    keep = [x for x in lines if x.strip() and json.loads(x).get("step", 0) <= step]
-    if len(keep) != len(lines):
-        from ..rundir import atomic_write
-        atomic_write(path, "".join(keep))
+def learn_step(trainer: Trainer, algo: RLAlgorithm, tok, step: int, eps: list[Episode], k: int):
+    """One optimizer step of ``algo`` on this rank's episodes ``eps`` (its problems x ``k`` samples, problem-major,
+    with the engine's token ids): per-turn weights from the rewards, training sequences of exactly the sampled ids,
+    the trainer step. Returns (the step's stats over every rank's episodes, the algorithm's log fields, every
+    rank's episodes)."""
+    r = np.array([e.rewards for e in eps], dtype=float).reshape(len(eps) // k, k, -1)
+    w, kl, extra = algo.weights(step, r)
+    w, kl = w.reshape(len(eps), -1), kl.reshape(len(eps), -1)
+    seqs = [s for e, wi, ki in zip(eps, w, kl) for s in episode_to_sequences(tok, e, list(wi), list(ki))]
+    everyone = [e for part in dist.gather(eps) for e in part]
+    stats = {**extra, **rollout_stats(everyone)}
+    trainer.step(seqs, extra=stats)
+    return stats, extra, everyone

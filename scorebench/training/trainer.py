@@ -23,9 +23,36 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import dist
 from ..seeding import derive_seed
 from .config import TrainConfig
 from .sequences import Sequence
+
+
+class SelectedLogits(torch.nn.Module):
+    """The policy as the loss calls it: logits at the (row, col) positions that carry a loss or a KL term only.
+
+    Why a module of its own: accelerate wraps what it prepares (DDP across processes, FSDP for big models), and
+    those wrappers sync gradients only for backward passes through *their* forward — so the forward the loss runs
+    must be the wrapped module's, selection included. Why only those positions: the 49k-vocabulary projection
+    and log-softmax cost as much as the rest of a small model's forward, and prompt positions carry neither loss
+    nor KL. The decoder's hidden states are taken whole (attention needs every position), then only the selected
+    rows go through the output layer."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids, mask, rows, cols):
+        model = self.model
+        decoder = getattr(model, "get_decoder", lambda: None)()
+        head = getattr(model, "get_output_embeddings", lambda: None)()
+        capped = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+        if decoder is not None and head is not None and not capped:
+            h = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            return head(h[rows, cols])
+        # a model without the split (or with logit soft-capping): full logits, then select
+        return model(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols]
 
 
 class Trainer:
@@ -63,6 +90,12 @@ class Trainer:
             from accelerate.state import AcceleratorState
             AcceleratorState._reset_state(reset_partial_state=False)
             self.accelerator = Accelerator(mixed_precision=mp, cpu=cpu)
+        from accelerate.utils import DistributedType
+        if self.accelerator.distributed_type == DistributedType.FSDP:
+            # The HF engine samples the very model object trained here; FSDP would shard it under the sampler.
+            raise ValueError("FSDP is not supported by scorebench's trainer yet (the engine samples the trained "
+                             "model, which FSDP shards); launch with data parallelism (the default of accelerate "
+                             "launch --num_processes N)")
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         model.float()  # master weights in float32; bf16 runs under autocast
         if cfg.gradient_checkpointing:
@@ -86,15 +119,18 @@ class Trainer:
         opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
         model.train()
-        self._model, self.optimizer, self.scheduler = self.accelerator.prepare(model, opt, sched)
+        self._policy = SelectedLogits(model)
+        self._model, self.optimizer, self.scheduler = self.accelerator.prepare(self._policy, opt, sched)
+        self._ref = None
         if self.ref_model is not None:
             self.ref_model.to(self.accelerator.device)
+            self._ref = SelectedLogits(self.ref_model)
 
     # ---------------------------------------------------------------- model access
     @property
     def model(self):
         """The unwrapped trainable model (a PeftModel with LoRA); HFEngine can sample from it directly."""
-        return self.accelerator.unwrap_model(self._model)
+        return self._policy.model
 
     def _lr_factor(self, step: int) -> float:
         cfg = self.cfg
@@ -123,37 +159,30 @@ class Trainer:
 
     def denominator(self, batch: list[Sequence]) -> float:
         """"sequences": the number of episodes (pieces of one episode share ``group``); "tokens": positions
-        that carry a loss weight or a KL coefficient."""
+        that carry a loss weight or a KL coefficient. In a multi-process run, of the whole step (every rank's
+        share), so the ranks' averaged gradients are the gradient of the whole batch."""
+        return float(max(1, dist.all_sum([self._count(batch)])[0]))
+
+    def _count(self, batch: list[Sequence]) -> int:
         if self.cfg.loss_normalization == "sequences":
-            return float(len({s.group if s.group is not None else id(s) for s in batch}))
-        n = sum(sum(1 for w, k in zip(s.weights[1:], s.kl_weights[1:]) if w != 0 or k != 0) for s in batch)
-        return float(max(1, n))
+            return len({s.group if s.group is not None else id(s) for s in batch})
+        return sum(sum(1 for w, k in zip(s.weights[1:], s.kl_weights[1:]) if w != 0 or k != 0) for s in batch)
 
-    def _logits_at(self, model, ids, mask, rows, cols):
+    def _logits_at(self, module: SelectedLogits, ids, mask, rows, cols):
         """fp32 logits, divided by the sampling temperature, of the distributions at positions (rows, cols).
-
-        Why only there: the 49k-vocabulary projection and log-softmax cost as much as the rest of a small
-        model's forward, and prompt positions carry neither loss nor KL. The decoder's hidden states are taken
-        whole (attention needs every position), then only the selected rows go through the output layer."""
-        decoder = getattr(model, "get_decoder", lambda: None)()
-        head = getattr(model, "get_output_embeddings", lambda: None)()
-        capped = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+        ``module``: the prepared policy when gradients flow (its wrapper syncs them), else an unwrapped one."""
         with self.accelerator.autocast():
-            if decoder is not None and head is not None and not capped:
-                h = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-                logits = head(h[rows, cols])
-            else:  # a model without the split (or with logit soft-capping): full logits, then select
-                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols]
+            logits = module(ids, mask, rows, cols)
         return logits.float() / self.temperature
 
     def _ref_logits_at(self, ids, mask, rows, cols):
         with torch.no_grad():
             if self._ref_is_adapter_off:
                 with self.model.disable_adapter():
-                    return self._logits_at(self._model, ids, mask, rows, cols)
-            if self.ref_model is None:
+                    return self._logits_at(self._policy, ids, mask, rows, cols)
+            if self._ref is None:
                 raise ValueError("a KL term needs a reference model (the Trainer was built with ref_model=False)")
-            return self._logits_at(self.ref_model, ids, mask, rows, cols)
+            return self._logits_at(self._ref, ids, mask, rows, cols)
 
     def kl_terms(self, logits, ref_logits, targets):
         """Per-token KL(pi || ref) of rows of logits with the configured estimator (see KL_ESTIMATORS for why
@@ -171,7 +200,7 @@ class Trainer:
         ids, mask, w, k = self._collate(batch)
         rows, cols = ((w != 0) | (k != 0)).nonzero(as_tuple=True)
         with torch.no_grad():
-            logits = self._logits_at(self._model, ids, mask, rows, cols)
+            logits = self._logits_at(self._policy, ids, mask, rows, cols)
         lp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:][rows, cols][:, None]).squeeze(-1)
         out: list[list[float]] = [[] for _ in batch]
         for r, v in zip(rows.tolist(), lp.tolist()):
@@ -220,20 +249,31 @@ class Trainer:
 
     # ---------------------------------------------------------------- optimisation
     def step(self, batch: list[Sequence], extra: dict | None = None) -> dict:
-        """One optimizer step on ``batch`` (micro-batched, gradients accumulated, clipped); logs a JSONL line."""
+        """One optimizer step on ``batch`` (micro-batched, gradients accumulated, clipped); logs a JSONL line.
+
+        In a multi-process run ``batch`` is this rank's share of the step (``dist.shard``): the loss is divided by
+        the whole step's denominator and scaled by the number of ranks, accelerate averages the gradients, so
+        every rank takes the step a single process would take on the whole batch. A rank with no sequences still
+        runs one zero-weight forward and backward, so the gradient all-reduce never waits for it."""
         t0 = time.time()
         self._model.train()
+        n_proc = dist.world()
         denom = self.denominator(batch)
         chunks = self.micro_batches(batch)
+        if not chunks and n_proc > 1:
+            chunks = [[Sequence([self.pad_id, self.pad_id], [0.0, 0.0], [0.0, 0.0])]]
         agg = {"loss": 0.0, "pg": 0.0, "kl_term": 0.0, "kl_sum": 0.0, "kl_count": 0, "tokens": 0, "total_tokens": 0}
         self.optimizer.zero_grad(set_to_none=True)
         for j, mb in enumerate(chunks):
             sync = contextlib.nullcontext() if j == len(chunks) - 1 else self.accelerator.no_sync(self._model)
             with sync:
                 loss, st = self.loss(mb, denom=denom)
-                self.accelerator.backward(loss)
+                self.accelerator.backward(loss * n_proc)
             for key in agg:
-                agg[key] += st[key]
+                agg[key] += st[key] if batch else 0
+        agg["sequences"] = len(batch)
+        if n_proc > 1:  # the log shows the whole step
+            agg = dict(zip(agg, dist.all_sum(list(agg.values()))))
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm and self.cfg.max_grad_norm > 0 else float("inf")
         grad_norm = self.accelerator.clip_grad_norm_(self.params, max_norm)
         lr = self.scheduler.get_last_lr()[0]
@@ -244,8 +284,8 @@ class Trainer:
         dt = time.time() - t0
         stats = {"step": self.step_count, "loss": agg["loss"], "pg": agg["pg"], "kl_term": agg["kl_term"],
                  "kl": agg["kl_sum"] / agg["kl_count"] if agg["kl_count"] else 0.0,
-                 "grad_norm": float(grad_norm), "lr": lr, "sequences": len(batch), "tokens": agg["tokens"],
-                 "total_tokens": agg["total_tokens"], "tokens_per_s": agg["total_tokens"] / max(dt, 1e-9),
+                 "grad_norm": float(grad_norm), "lr": lr, "sequences": int(agg["sequences"]), "tokens": int(agg["tokens"]),
+                 "total_tokens": int(agg["total_tokens"]), "tokens_per_s": agg["total_tokens"] / max(dt, 1e-9),
                  "step_time": dt, **(extra or {})}
         if self.accelerator.is_main_process and (self.step_count % max(1, self.cfg.log_every) == 0):
             with open(self.log_path, "a", encoding="utf-8") as f:
@@ -264,6 +304,7 @@ class Trainer:
         from tqdm.auto import tqdm
         if not sequences:
             raise ValueError("fit: no training sequences")
+        n_proc = dist.world()
         bs = self.cfg.batch_size
         per_epoch = math.ceil(len(sequences) / bs)
         total = min(steps if steps is not None else self.cfg.steps, max(1, math.ceil(self.cfg.epochs * per_epoch)))
@@ -275,6 +316,8 @@ class Trainer:
             epoch, pos = divmod(self.step_count, per_epoch)
             order = self._order(len(sequences), epoch)
             batch = [sequences[j] for j in order[pos * bs:(pos + 1) * bs]]
+            if n_proc > 1:  # every rank draws the same batch and trains on its share of the episodes
+                batch = dist.shard_groups(batch)
             stats = self.step(batch, extra={"epoch": epoch + pos / per_epoch})
             bar.update(1)
             bar.set_postfix(loss=f"{stats['loss']:.4f}", tok_s=f"{stats['tokens_per_s']:.0f}")
@@ -353,6 +396,8 @@ class Trainer:
         torch.set_rng_state(rng["torch"])
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
+        if self.accelerator.is_main_process:
+            drop_steps_after(self.log_path, self.step_count)
         return True
 
     def save_policy(self, path: str | Path) -> Path:
@@ -396,6 +441,18 @@ def plot_log(log_path: str | Path, out_png: str | Path) -> Path:
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
     return Path(out_png)
+
+
+def drop_steps_after(path: Path, step: int) -> None:
+    """After a resume from a checkpoint at ``step``, forget the log lines of the steps that will be redone, so a
+    JSONL log (train_log, rollouts) holds every step exactly once."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = [x for x in lines if x.strip() and json.loads(x).get("step", 0) <= step]
+    if len(keep) != len(lines):
+        from ..rundir import atomic_write
+        atomic_write(path, "".join(keep))
 
 
 def _step_of(p: Path) -> int:
