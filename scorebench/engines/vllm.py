@@ -28,9 +28,13 @@ class VLLMEngine(Engine):
             raise EngineUnavailable("engine 'vllm' needs a CUDA GPU (none found); use --engine hf on CPU")
         from vllm import LLM
         from .. import models
+        from ..dist import world
         path = models.resolve(model_name)
+        kw = {}
+        if world() > 1:  # launched by accelerate/torchrun: one replica per rank in the launcher's process group
+            kw = {"distributed_executor_backend": "external_launcher", "data_parallel_size": world()}
         self.llm = LLM(model=path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
-                       tensor_parallel_size=tensor_parallel_size, enable_prefix_caching=True)
+                       tensor_parallel_size=tensor_parallel_size, enable_prefix_caching=True, **kw)
         self.tokenizer = self.llm.get_tokenizer()
         self.model_name, self.dtype = model_name, dtype
 
