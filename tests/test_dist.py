@@ -230,3 +230,22 @@ def test_two_process_score_run_killed_mid_step_resumes(tiny_model_dir, tmp_path)
     assert (out / "policy" / ".complete").exists()
     eps = _lines(out)
     assert len(eps) == 4 and len({e["id"] for e in eps}) == 4
+
+
+@pytest.mark.model
+def test_two_process_star_samples_the_same_traces(tiny_model_dir, tmp_path):
+    """STaR's data generation dealt over 2 ranks (130 problems: chunks of 64, 64, 2) samples exactly the traces one
+    process samples (2 samples each at T = 0.7, each chunk's own streams); rank 0 alone writes the dataset. The
+    random tiny model finds no wrong→right trace, so both runs take the untrained-policy path (rank 0 saves, every
+    rank loads)."""
+    def args(out):
+        return ["run", "--method", "star", "--task", "arith", "--task-arg", "n_test=3", "--preset", "cpu-small",
+                "--method-arg", "n_problems=130", "--max-new-tokens", "6", "--model", str(tiny_model_dir),
+                "--out", str(out)]
+    p1 = start(scorebench_cmd(*args(tmp_path / "one")), tmp_path / "one.log")
+    p2 = start(torchrun(2, "-m", "scorebench", *args(tmp_path / "two")), tmp_path / "two.log")
+    finish(p1, tmp_path / "one.log")
+    finish(p2, tmp_path / "two.log")
+    stats = [json.loads((tmp_path / d / "dataset_stats.json").read_text()) for d in ("one", "two")]
+    assert stats[0] == stats[1] and stats[0]["episodes"] == 260 and sum(stats[0]["sampled"].values()) == 260
+    _same_run(tmp_path / "one", tmp_path / "two", 3)
