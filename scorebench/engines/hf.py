@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..dist import is_main
 from ..registry import ENGINES
 from ..seeding import derive_seed
 from .base import Completion, Engine, SamplingParams
@@ -121,7 +122,8 @@ class HFEngine(Engine):
 
     # -- fast path -------------------------------------------------------------------------------------------
     def _generate_fast(self, prompts, params: SamplingParams, desc):
-        bar = tqdm(total=len(prompts) * params.n, desc=desc or "generate", leave=False, unit="sample")
+        bar = tqdm(total=len(prompts) * params.n, desc=desc or "generate", leave=False, unit="sample",
+                   disable=not is_main())
         seqs = self._runner.run(prompts, params, self.eos_ids, max(1, self.batch_size), on_done=lambda: bar.update(1))
         bar.close()
         self.last_stats = dict(self._runner.stats)
@@ -135,7 +137,7 @@ class HFEngine(Engine):
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         out: list[list[Completion] | None] = [None] * len(prompts)
         rows_per_batch = max(1, self.batch_size // params.n)
-        bar = tqdm(total=len(prompts), desc=desc or "generate", leave=False, unit="conv")
+        bar = tqdm(total=len(prompts), desc=desc or "generate", leave=False, unit="conv", disable=not is_main())
         was_training = self.model.training
         self.model.eval()
         try:

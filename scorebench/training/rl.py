@@ -89,7 +89,7 @@ def rl_train(ctx, algo: RLAlgorithm, tcfg, problems_per_step: int, samples_per_p
                          "each process samples whole problems")
     proto = ProtocolConfig(turns=algo.turns)
     max_new = max_new_tokens or task.max_new_tokens
-    bar = tqdm(total=n, initial=trainer.step_count, desc=desc, unit="step")
+    bar = tqdm(total=n, initial=trainer.step_count, desc=desc, unit="step", disable=not dist.is_main())
     while trainer.step_count < n:
         step = trainer.step_count
         problems = random.Random(derive_seed(tcfg.seed, "problems", step)).sample(train, P)

@@ -310,7 +310,8 @@ class Trainer:
         total = min(steps if steps is not None else self.cfg.steps, max(1, math.ceil(self.cfg.epochs * per_epoch)))
         self.planned_steps = total
         self.resume()
-        bar = tqdm(total=total, initial=min(self.step_count, total), desc=desc, unit="step")
+        bar = tqdm(total=total, initial=min(self.step_count, total), desc=desc, unit="step",
+                   disable=not dist.is_main())
         stats = None
         while self.step_count < total:
             epoch, pos = divmod(self.step_count, per_epoch)
