@@ -76,9 +76,22 @@ def resolve(model: str | None) -> str:
 
 
 def _embedded_cache() -> Path:
+    """The converted embedded model; converted once, under a file lock, so that the processes of a multi-process
+    run (or two runs started together) on a fresh machine convert it once instead of replacing it under each
+    other."""
     target = cache_dir() / "smollm2-135m-instruct"
     if (target / ".complete").exists():
         return target
+    import fcntl
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".convert.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
+        if (target / ".complete").exists():  # another process converted it while we waited
+            return target
+        return _convert(target)
+
+
+def _convert(target: Path) -> Path:
     gguf = embedded_gguf()
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from tqdm.auto import tqdm

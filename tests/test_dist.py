@@ -249,3 +249,19 @@ def test_two_process_star_samples_the_same_traces(tiny_model_dir, tmp_path):
     stats = [json.loads((tmp_path / d / "dataset_stats.json").read_text()) for d in ("one", "two")]
     assert stats[0] == stats[1] and stats[0]["episodes"] == 260 and sum(stats[0]["sampled"].values()) == 260
     _same_run(tmp_path / "one", tmp_path / "two", 3)
+
+
+@pytest.mark.model
+def test_ranks_on_a_fresh_machine_convert_the_embedded_model_once(tmp_path):
+    """Every rank resolves the embedded model at start; on a fresh cache they must not convert it over each other:
+    one converts (under a file lock), the other waits and loads the result."""
+    env = {**ENV, "SCOREBENCH_CACHE": str(tmp_path / "cache")}
+    code = "from scorebench import models; print('PATH', models.resolve(None))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              env=env, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert sum(o.count("converting the embedded GGUF") for o in outs) == 1, outs
+    paths = {line for o in outs for line in o.splitlines() if line.startswith("PATH")}
+    assert len(paths) == 1
+    assert (Path(paths.pop().split(" ", 1)[1]) / ".complete").exists()
