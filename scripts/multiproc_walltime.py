@@ -66,6 +66,8 @@ def main() -> None:
         rows.append(f"| {job} | {one:.1f} | {many:.1f} | {one / many:.2f}× |")
     shutil.rmtree(work, ignore_errors=True)
     cmd = "python scripts/multiproc_walltime.py " + " ".join(sys.argv[1:])
+    from scorebench.rundir import git_commit
+    cmd += f"` (code at commit {(git_commit() or 'unknown')[:7]}) `"
     text = "\n".join([
         f"# One process vs {a.procs} processes, same job, same machine, one run",
         "",
