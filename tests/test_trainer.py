@@ -1,6 +1,7 @@
 """The trainer's arithmetic on a tiny random Llama: masked loss, gradient mask, KL estimators, exact resume."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -232,9 +233,17 @@ def test_killed_and_resumed_run_matches_uninterrupted(tok, tmp_path):
     b = Trainer(tiny(tok), tok, cfg(steps=6, save_every=3), tmp_path / "b", ref_model=False)
     b.fit(data, steps=3)
     assert b.step_count == 3
+    with open(tmp_path / "b" / "train_log.jsonl", "a") as f:  # step 4 was logged, then the kill came
+        f.write(json.dumps({"step": 4, "loss": 0.0}) + "\n")
     c = Trainer(tiny(tok), tok, cfg(steps=6, save_every=3), tmp_path / "b", ref_model=False)
     c.fit(data)
     assert c.step_count == 6
+    logged = [json.loads(x)["step"] for x in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4, 5, 6]  # the redone step is logged once
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "train_log.jsonl").write_text(json.dumps({"step": 1}) + "\n")  # killed before any checkpoint
+    assert not Trainer(tiny(tok), tok, cfg(), tmp_path / "d", ref_model=False).resume()
+    assert (tmp_path / "d" / "train_log.jsonl").read_text() == ""
     for (n1, p1), (n2, p2) in zip(a.model.state_dict().items(), c.model.state_dict().items()):
         assert n1 == n2 and torch.equal(p1, p2), n1
     assert (tmp_path / "b" / "train_log.jsonl").exists()

@@ -285,7 +285,8 @@ class Trainer:
         stats = {"step": self.step_count, "loss": agg["loss"], "pg": agg["pg"], "kl_term": agg["kl_term"],
                  "kl": agg["kl_sum"] / agg["kl_count"] if agg["kl_count"] else 0.0,
                  "grad_norm": float(grad_norm), "lr": lr, "sequences": int(agg["sequences"]),
-                 "tokens": int(agg["tokens"]), "total_tokens": int(agg["total_tokens"]), "tokens_per_s": agg["total_tokens"] / max(dt, 1e-9),
+                 "tokens": int(agg["tokens"]), "total_tokens": int(agg["total_tokens"]),
+                 "tokens_per_s": agg["total_tokens"] / max(dt, 1e-9),
                  "step_time": dt, **(extra or {})}
         if self.accelerator.is_main_process and (self.step_count % max(1, self.cfg.log_every) == 0):
             with open(self.log_path, "a", encoding="utf-8") as f:
@@ -371,6 +372,8 @@ class Trainer:
         """Load the latest complete checkpoint in ``out_dir``; False when there is none."""
         ckpt = self.latest_checkpoint()
         if ckpt is None:
+            if self.accelerator.is_main_process:  # a run killed before its first checkpoint starts its log anew
+                drop_steps_after(self.log_path, 0)
             return False
         from safetensors.torch import load_file
         mdir = ckpt / "model"
