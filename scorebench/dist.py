@@ -95,7 +95,8 @@ def all_sum(values: Sequence[float]) -> list[float]:
         return [float(v) for v in values]
     import torch
     import torch.distributed as td
-    t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+    dev = f"cuda:{local_rank()}" if td.get_backend() == "nccl" else "cpu"  # NCCL reduces GPU tensors only
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=dev)
     _collective(td.all_reduce, t)
     return t.tolist()
 

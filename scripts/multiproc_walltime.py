@@ -67,11 +67,11 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     cmd = "python scripts/multiproc_walltime.py " + " ".join(sys.argv[1:])
     from scorebench.rundir import git_commit
-    cmd += f"` (code at commit {(git_commit() or 'unknown')[:7]}) `"
+    commit = (git_commit() or "unknown")[:7]
     text = "\n".join([
         f"# One process vs {a.procs} processes, same job, same machine, one run",
         "",
-        f"Command: `{cmd}` — machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+        f"Command: `{cmd}` (code at commit {commit}) — machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
         f"{a.threads} threads in all (1 process x {a.threads} threads vs {a.procs} processes x "
         f"{max(1, a.threads // a.procs)}); ABBA order, mean of two runs each; wall time includes process start "
         "and model load.",
