@@ -24,13 +24,13 @@ import torch
 
 
 def sample_episodes(model, tok, problems: int = 8, samples: int = 4, temperature: float = 0.7,
-                    max_new_tokens: int = 64, seed: int = 0):
+                    max_new_tokens: int = 64, seed: int = 0, batch: int = 32, engine=None):
     from .engines import SamplingParams
     from .engines.hf import HFEngine
     from .protocol import ProtocolConfig, run_protocol
     from .tasks.arith import Arith
     task = Arith()
-    engine = HFEngine(model=model, tokenizer=tok, batch_size=32)
+    engine = engine or HFEngine(model=model, tokenizer=tok, batch_size=batch)
     params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, n=samples, seed=seed)
     return run_protocol(engine, task, task.train()[:problems], params, ProtocolConfig(turns=2),
                         samples_per_problem=samples, keep_ids=True, progress=False, chunk_size=problems)
@@ -43,10 +43,9 @@ def score_sequences(tok, eps):
     return [s for e in eps for s in episode_to_sequences(tok, e, [1.0, -0.5], [0.01, 0.01])]
 
 
-def _plain_step(model, opt, batch, pad_id, micro: int, autocast) -> None:
+def _plain_step(model, opt, micro_batches, pad_id, autocast) -> None:
     opt.zero_grad(set_to_none=True)
-    for i in range(0, len(batch), micro):
-        mb = batch[i:i + micro]
+    for mb in micro_batches:
         width = max(len(s.input_ids) for s in mb)
         ids = torch.full((len(mb), width), pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -63,24 +62,40 @@ def _plain_step(model, opt, batch, pad_id, micro: int, autocast) -> None:
 
 
 def bench_training(model, tok, reps: int = 2, problems: int = 8, samples: int = 4, micro: int = 8,
-                   dtype: str = "bfloat16", log=print) -> dict:
-    """Seconds per step (best of ``reps``) and tokens/s for the plain step, ours, and ours with full logits."""
+                   dtype: str = "bfloat16", log=print, micro_tokens: int | None = None,
+                   engine_batch: int = 32) -> dict:
+    """Seconds per step (best of ``reps``) and tokens/s for the plain step, ours, and ours with full logits; and
+    the rollouts of the step's episodes (``rollout_s``: the engine's two turns, best of ``reps`` after a first,
+    untimed call that also captures a GPU's graphs), so rollouts + ours is a whole SCoRe step. ``micro_tokens``:
+    micro-batches of that many padded tokens (the GPU preset's) instead of ``micro`` sequences. On a GPU the
+    warm-up is a whole step (the first step at new shapes pays for allocator growth and kernel selection)."""
+    from .engines.hf import HFEngine
     from .training import TrainConfig, Trainer
     log("train: sampling episodes ...")
-    eps = sample_episodes(model, tok, problems, samples)
+    engine = HFEngine(model=model, tokenizer=tok, batch_size=engine_batch)
+    got: dict = {}
+    rollout_s = _timed(lambda: got.update(eps=sample_episodes(model, tok, problems, samples, engine=engine)))
+    eps = got["eps"]
+    on_gpu = next(model.parameters()).device.type == "cuda"
+    if on_gpu:  # the first call captured the decode graphs; time the same rollouts again
+        rollout_s = min(_timed(lambda: sample_episodes(model, tok, problems, samples, engine=engine))
+                        for _ in range(reps))
     seqs = score_sequences(tok, eps)
-    warm = sorted(seqs, key=lambda s: -len(s.input_ids))[:micro]
     tokens = sum(len(s.input_ids) for s in seqs)
     loss_tokens = sum(1 for s in seqs for w, k in zip(s.weights[1:], s.kl_weights[1:]) if w or k)
-    cfg = TrainConfig(lr=1e-6, batch_size=len(seqs), micro_batch_size=micro, dtype=dtype,
-                      loss_normalization="sequences", kl_estimator="full")
+    cfg = TrainConfig(lr=1e-6, batch_size=len(seqs), micro_batch_size=micro, micro_batch_tokens=micro_tokens,
+                      dtype=dtype, loss_normalization="sequences", kl_estimator="full")
     out: dict = {"sequences": len(seqs), "episodes": len(eps), "tokens": tokens, "loss_tokens": loss_tokens, "reps": reps,
-                 "micro": micro, "dtype": dtype, "threads": torch.get_num_threads()}
+                 "micro": f"{micro_tokens} tokens" if micro_tokens else micro, "dtype": dtype,
+                 "threads": torch.get_num_threads(), "rollout_s": rollout_s, "engine_batch": engine_batch,
+                 "device": str(next(model.parameters()).device)}
     params = sum(p.numel() for p in model.parameters())
     with tempfile.TemporaryDirectory() as d:
         log("train: ours ...")
         tr = Trainer(copy.deepcopy(model), tok, cfg, d, temperature=0.7)
-        tr.step(warm)  # warm-up on the longest few sequences (allocator, oneDNN primitives), not timed
+        micro_batches = tr.micro_batches(seqs)
+        warm = seqs if on_gpu else max(micro_batches, key=lambda mb: max(len(s.input_ids) for s in mb))
+        tr.step(warm)  # warm-up (CPU: the longest micro-batch, for allocator and oneDNN primitives), not timed
         out["ours_s"] = min(_timed(lambda: tr.step(seqs)) for _ in range(reps))
         log("train: ours, full logits ...")
         decoder = tr.model.get_decoder
@@ -100,8 +115,8 @@ def bench_training(model, tok, reps: int = 2, problems: int = 8, samples: int = 
         opt = torch.optim.AdamW(m.parameters(), lr=1e-6)
         dev = next(m.parameters()).device.type
         auto = (lambda: torch.autocast(dev, dtype=torch.bfloat16)) if dtype == "bfloat16" else contextlib.nullcontext
-        step = lambda: _plain_step(m, opt, seqs, tr.pad_id, micro, auto)  # noqa: E731
-        _plain_step(m, opt, warm, tr.pad_id, micro, auto)
+        step = lambda: _plain_step(m, opt, micro_batches, tr.pad_id, auto)  # noqa: E731
+        _plain_step(m, opt, tr.micro_batches(warm), tr.pad_id, auto)
         out["plain_s"] = min(_timed(step) for _ in range(reps))
     for k in ("ours", "full_logits", "plain", "other"):
         out[f"{k}_tok_s"] = tokens / out[f"{k}_s"]
@@ -143,5 +158,8 @@ def report(r: dict, ceiling: float, ceiling_name: str) -> list[str]:
           f"(ours does 8/6 of plain's FLOPs per token); logits only at loss positions: "
           f"{r['full_logits_s'] / r['ours_s']:.2f}x faster than at every position; {r['dtype']} is "
           f"{r['other_s'] / r['ours_s']:.2f}x the speed of {r['other_dtype']} here (the presets' dtype auto: "
-          "bf16 on CUDA or an AMX CPU, else fp32).", ""]
+          "bf16 on CUDA or an AMX CPU, else fp32).", "",
+          f"A whole SCoRe step on {r['device']}: rollouts of the {r['episodes']} two-turn episodes (our engine, "
+          f"{r['engine_batch']} slots) {r['rollout_s']:.2f} s + ours {r['ours_s']:.2f} s = "
+          f"**{r['rollout_s'] + r['ours_s']:.2f} s**.", ""]
     return L

@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--top-p", type=float, default=1.0, help="evaluation nucleus mass")
     r.add_argument("--max-new-tokens", type=int, default=None, help="tokens per attempt (default: the task's)")
     r.add_argument("--seed", type=int, default=0, help="seed for sampling, bootstrap CIs and training data order")
-    r.add_argument("--batch-size", type=int, default=32, help="conversations per engine batch")
+    r.add_argument("--batch-size", type=int, default=None,
+                   help="conversations per engine batch (default: 32 on a CPU, 256 on CUDA)")
     r.add_argument("--task-arg", action="append", metavar="K=V",
                    help="task constructor argument, one K=V per flag (repeat the flag)")
     r.add_argument("--method-arg", action="append", metavar="K=V",
@@ -123,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (> 0 for distinct samples)")
     sc.add_argument("--max-new-tokens", type=int, default=None, help="tokens per attempt (default: the task's)")
     sc.add_argument("--seed", type=int, default=0, help="sampling seed")
-    sc.add_argument("--batch-size", type=int, default=32, help="conversations per engine batch")
+    sc.add_argument("--batch-size", type=int, default=None,
+                    help="conversations per engine batch (default: 32 on a CPU, 256 on CUDA)")
     sc.add_argument("--out", required=True, help="output directory (episodes, scaling.json, figure)")
     sc.add_argument("--device", default="auto", help="where to compute: auto (CUDA when available), cpu or cuda; config.json records where the weights were")
 
@@ -151,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(a) -> int:
+    from .device import default_batch_size
     from .runner import RunConfig, run
     method_args = _kv(a.method_arg, "--method-arg")
     if a.preset:
@@ -160,7 +163,8 @@ def cmd_run(a) -> int:
     cfg = RunConfig(method=a.method, task=a.task, train_task=a.train_task, model=a.model, engine=a.engine,
                     dtype=a.dtype, compute_dtype=a.compute_dtype, device=a.device, limit=a.limit, turns=a.turns,
                     temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens, seed=a.seed,
-                    batch_size=a.batch_size, task_args=_kv(a.task_arg, "--task-arg"), method_args=method_args)
+                    batch_size=a.batch_size if a.batch_size is not None else default_batch_size(a.device), task_args=_kv(a.task_arg, "--task-arg"),
+                    method_args=method_args)
     out = run(cfg, a.out)
     from .dist import is_main
     if is_main():
@@ -172,11 +176,12 @@ def cmd_run(a) -> int:
 def cmd_reproduce(a) -> int:
     from pathlib import Path
 
+    from .device import default_batch_size
     from .reproduce import TABLES, commands, reproduce
     from .runner import RunConfig
     task = a.task or TABLES[a.table].task
     base = RunConfig(task=task, model=a.model, engine=a.engine, device=a.device, limit=a.limit,
-                     max_new_tokens=a.max_new_tokens,
+                     max_new_tokens=a.max_new_tokens, batch_size=default_batch_size(a.device),
                      seed=a.seed, task_args=_kv(a.task_arg, "--task-arg"), method_args={"preset": a.preset})
     if a.dry_run:
         print("\n".join(commands(a.table, base, Path(a.runs_dir))))
@@ -224,8 +229,9 @@ def cmd_scaling(a) -> int:
     checks.output_dir(a.out)
     models.check(a.model)
     test = task.test()[:a.limit] if a.limit else task.test()
-    from .device import resolve
-    engine = get_engine("hf", model_name=a.model, batch_size=a.batch_size, device=resolve(a.device))
+    from .device import default_batch_size, resolve
+    engine = get_engine("hf", model_name=a.model, batch_size=a.batch_size if a.batch_size is not None else default_batch_size(a.device),
+                        device=resolve(a.device))
     r = run_scaling(engine, task, test, budgets, a.out, a.temperature, a.max_new_tokens, a.seed)
     print(json.dumps(r, indent=1))
     return 0

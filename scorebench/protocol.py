@@ -138,7 +138,7 @@ def _rollout_chunk(engine, task, chunk, params, protocol, instruction, n, keep_i
             t = Turn(prompt=task.prompt(ex), response=ex["given_attempt"], given=True)
             rows.append((ex, Episode(id=_eid(ex, k, n), turns=[t], meta=task.meta(ex))))
     # Every generate call draws from its own streams: turn t of the chunk that starts with example x gets
-    # derive_seed(seed, "turn", t, x); the engine then gives each (conversation, sample) its own generator.
+    # derive_seed(seed, "turn", t, x); the engine then gives each (conversation, sample) its own stream of uniforms.
     stream = lambda t: derive_seed(params.seed, "turn", t, str(chunk[0]["id"]))  # noqa: E731
     if fresh:
         convs = [[{"role": "user", "content": task.prompt(ex)}] for ex in fresh]

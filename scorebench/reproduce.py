@@ -76,6 +76,8 @@ def command_for(cfg: RunConfig, out: Path) -> str:
         parts += ["--device", cfg.device]
     if cfg.limit:
         parts += ["--limit", str(cfg.limit)]
+    if cfg.batch_size != 32:  # the CPU default, which every shipped command used
+        parts += ["--batch-size", str(cfg.batch_size)]
     if cfg.max_new_tokens:
         parts += ["--max-new-tokens", str(cfg.max_new_tokens)]
     if cfg.seed:

@@ -53,3 +53,20 @@ def test_gpu_small_preset_resolves():
     cfg = TrainConfig.from_dict({k: v for k, v in p.items() if not k.startswith("_") and not isinstance(v, dict)})
     assert cfg.micro_batch_tokens and cfg.dtype == "auto"
     assert p["score"]["problems_per_step"] * p["score"]["samples_per_problem"] == 256
+
+
+def test_batch_size_default_follows_the_device(monkeypatch, capsys):
+    """32 on a CPU (the shipped runs' value, so their keys still find them), 256 on CUDA, an explicit value kept;
+    a reproduce row's command carries a non-default batch size."""
+    from scorebench import device
+    from scorebench.reproduce import command_for
+    from scorebench.runner import RunConfig
+    assert device.default_batch_size("cpu") == 32
+    monkeypatch.setattr(device, "resolve", lambda name: "cuda")
+    assert device.default_batch_size("auto") == 256
+    from pathlib import Path
+    assert "--batch-size 256" in command_for(RunConfig(task="arith", batch_size=256), Path("o"))
+    assert "--batch-size" not in command_for(RunConfig(task="arith"), Path("o"))
+    monkeypatch.undo()
+    assert main(["reproduce", "--table", "4", "--dry-run", "--device", "cpu"]) == 0
+    assert "--batch-size" not in capsys.readouterr().out

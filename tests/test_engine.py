@@ -272,3 +272,87 @@ def test_two_level_inverse_cdf_equals_full_cumsum(V):
         got = inverse_cdf(probs, u)
         assert torch.equal(got, ref)
         assert bool((probs.gather(1, got.unsqueeze(1)) > 0).all())
+
+
+# -- the counter-based uniforms and the fixed-shape (CUDA graph) schedule ----------------------------------------
+def test_uniforms_equal_their_python_definition():
+    """int64 tensor arithmetic must wrap exactly as the 64-bit definition does, for keys across the 63-bit range."""
+    from scorebench.engines.sampling import uniform_reference, uniforms
+    g = torch.Generator().manual_seed(0)
+    keys = torch.randint(0, 2 ** 63 - 1, (500,), generator=g, dtype=torch.long)
+    ctr = torch.randint(0, 5000, (500,), generator=g, dtype=torch.long)
+    keys[:3] = torch.tensor([0, 1, 2 ** 63 - 1])
+    got = uniforms(keys, ctr).tolist()
+    assert got == [uniform_reference(int(k), int(c)) for k, c in zip(keys, ctr)]
+    u = uniforms(torch.full((20000,), 12345, dtype=torch.long), torch.arange(20000))
+    assert 0 <= float(u.min()) and float(u.max()) < 1
+    assert abs(float(u.mean()) - 0.5) < 0.01 and abs(float(u.var()) - 1 / 12) < 0.003
+    assert len(set(u.tolist())) == 20000
+
+
+def test_decode_mode_choice(mt):
+    e = HFEngine(model=mt[0], tokenizer=mt[1])
+    assert e.describe()["decode"] == "dynamic"  # the CPU default
+    assert HFEngine(model=mt[0], tokenizer=mt[1], decode="static").describe()["decode"] == "static"
+    with pytest.raises(ValueError, match="CUDA"):
+        HFEngine(model=mt[0], tokenizer=mt[1], decode="graph")
+    with pytest.raises(ValueError, match="decode must be one of"):
+        HFEngine(model=mt[0], tokenizer=mt[1], decode="fastest")
+
+
+@pytest.mark.parametrize("batch_size", [8, 2])  # 2: slots finish, idle and are refilled mid-run
+def test_static_schedule_equals_dynamic_and_generate(mt, plain, fast32, batch_size):
+    static = HFEngine(model=mt[0], tokenizer=mt[1], compute_dtype="float32", batch_size=batch_size, decode="static")
+    convs = [conv(p) for p in PROMPTS]
+    g = SamplingParams(temperature=0, max_new_tokens=12)
+    assert ids(static.generate(convs, g)) == ids(plain.generate(convs, g))
+    assert static.last_stats["decode"] == "static" and static.last_stats["slots"] == min(batch_size, len(convs))
+    # sampled: the same streams, whatever the schedule (fp32, so the logits agree to far below a draw's margin)
+    fast32.batch_size = batch_size
+    for top_p in (1.0, 0.8):
+        s = SamplingParams(temperature=1.0, top_p=top_p, max_new_tokens=12, n=3, seed=11)
+        a, b = static.generate(convs, s), fast32.generate(convs, s)
+        assert ids(a) == ids(b)
+        for ca, cb in zip(a, b):
+            for x, y in zip(ca, cb):
+                assert x.logprobs == pytest.approx(y.logprobs, abs=1e-4)
+    fast32.batch_size = 8
+
+
+def test_static_sampling_distribution(mt):
+    """The fixed-shape step's sampler (whole-vocabulary sort for the nucleus) draws from the model's softmax."""
+    static = HFEngine(model=mt[0], tokenizer=mt[1], compute_dtype="float32", batch_size=64, decode="static")
+    c = conv("Tell me a random animal.")
+    out = static.generate([c], SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=2, n=600, seed=5))[0]
+    probs = probs_after(mt[0], static.render(c))
+    v, i = probs.sort(descending=True)
+    keep = (v.cumsum(0) - v) < 0.9
+    q = torch.zeros_like(probs)
+    q[i[keep]] = v[keep]
+    q /= q.sum()
+    counts = {}
+    for o in out:
+        counts[o.token_ids[0]] = counts.get(o.token_ids[0], 0) + 1
+    assert all(q[t] > 0 for t in counts)
+    _check_counts(counts, q, len(out))
+
+
+def test_refresh_keeps_captured_addresses(mt):
+    """A CUDA graph reads the snapshot by address: with a captured state, a refresh must write the new weights
+    into the same tensors (and drop the states when a shape changed) — checked here with a stand-in graph."""
+    m = copy.deepcopy(mt[0])
+    e = HFEngine(model=m, tokenizer=mt[1], compute_dtype="float32", decode="static")
+    e.generate([conv("Hi")], SamplingParams(temperature=0, max_new_tokens=2))
+    r = e._runner
+    (st,) = r.static.values()
+    st.graph = object()  # what a capture leaves; replay is not called below
+    qkv, lm = r.layers[2][1], r.lm_head
+    with torch.no_grad():
+        m.model.layers[2].self_attn.k_proj.weight.add_(1.0)
+    r.maybe_refresh()
+    assert r.layers[2][1] is qkv and r.lm_head is lm and r.static
+    k0 = r.n_heads * r.head_dim
+    assert torch.equal(qkv[k0:k0 + 8], m.model.layers[2].self_attn.k_proj.weight[:8])
+    r._cos = r._cos[:16]  # a rope table too short for the next run is rebuilt, and the states that read it dropped
+    r._rope_table(4096)
+    assert not r.static

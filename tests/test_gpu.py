@@ -26,6 +26,37 @@ def test_engine_greedy_equals_generate_on_cuda(mt):
     assert a == b
 
 
+def test_uniforms_on_cuda_equal_cpu():
+    from scorebench.engines.sampling import uniforms
+    keys = torch.randint(0, 2 ** 63 - 1, (4096,), dtype=torch.long)
+    ctr = torch.randint(0, 10000, (4096,), dtype=torch.long)
+    assert torch.equal(uniforms(keys.cuda(), ctr.cuda()).cpu(), uniforms(keys, ctr))
+
+
+def test_cuda_graph_decode(mt):
+    """The captured step replays what the eager fixed-shape step computes: greedy equals ``generate``, sampled
+    equals the eager schedule's samples, and an in-place weight update after the capture is seen."""
+    import copy
+    from scorebench.engines.base import SamplingParams
+    from scorebench.engines.hf import HFEngine
+    m = copy.deepcopy(mt[0])
+    convs = [[{"role": "user", "content": q}] for q in ("What is 2+3?", "Name a color.", "Write a haiku about rain.",
+                                                         "Mia has 7 pens. She buys 4 more. How many now?")]
+    graph = HFEngine(model=m, tokenizer=mt[1], compute_dtype="float32", batch_size=3)
+    eager = HFEngine(model=m, tokenizer=mt[1], compute_dtype="float32", batch_size=3, decode="static")
+    plain = HFEngine(model=m, tokenizer=mt[1], fast=False, batch_size=4)
+    assert graph.describe()["decode"] == "graph"
+    ids = lambda outs: [[c.token_ids for c in cs] for cs in outs]  # noqa: E731
+    g = SamplingParams(temperature=0.0, max_new_tokens=24)
+    assert ids(graph.generate(convs, g)) == ids(plain.generate(convs, g))
+    assert any(st.graph is not None for st in graph._runner.static.values())
+    s = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=24, n=2, seed=3)
+    assert ids(graph.generate(convs, s)) == ids(eager.generate(convs, s))
+    with torch.no_grad():
+        m.model.layers[5].mlp.down_proj.weight.mul_(-2.0)
+    assert ids(graph.generate(convs, g)) == ids(plain.generate(convs, g))
+
+
 def test_trainer_step_on_cuda(mt, tmp_path):
     import copy
     from scorebench.training import Sequence, TrainConfig, Trainer

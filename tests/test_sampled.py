@@ -75,9 +75,10 @@ def test_capped_first_attempts_train_on_the_sampled_context(engine, turns):
     nobody sampled from. Each turn must be trained exactly as prompt_ids + response_ids."""
     tok = engine.tokenizer
     eps = rollout(engine, turns, max_new=6)
-    assert all(t.finish_reason == "length" for e in eps for t in e.turns[:-1])
+    cut = [t for e in eps for t in e.turns[:-1] if t.finish_reason == "length"]
+    assert len(cut) >= 0.8 * sum(len(e.turns) - 1 for e in eps)  # nearly all (a short answer can end in 6)
     eot = end_of_turn(tok)
-    assert all(eot not in t.response_ids for e in eps for t in e.turns[:-1])
+    assert all(eot not in t.response_ids for t in cut)
     assert_every_turn_is_what_was_sampled(tok, eps)
 
 
@@ -127,8 +128,10 @@ def test_trainer_logprobs_are_the_samplers(mt, engine, tmp_path):
     seqs = [s for e in eps for s in episode_to_sequences(tok, e, [1.0, 1.0])]
     trainer = Trainer(mt[0], tok, TrainConfig(batch_size=8), tmp_path, ref_model=False, temperature=0.7)
     got = trainer.token_logprobs(seqs)
-    sampled = [lp for s in seqs for e in eps if e.id == s.group for t in e.turns
-               if s.input_ids[-len(t.response_ids):] == t.response_ids for lp in [t.logprobs]]
+    # each sequence ends with the turn it was built for: exactly that turn's prompt + response ids (matching by
+    # the response alone is ambiguous when both attempts sampled the same tokens)
+    sampled = [t.logprobs for s in seqs for e in eps if e.id == s.group for t in e.turns
+               if s.input_ids == list(t.prompt_ids) + list(t.response_ids)]
     assert len(sampled) == len(seqs)
     for g, want in zip(got, sampled):
         assert len(g) >= len(want)

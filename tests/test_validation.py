@@ -119,7 +119,8 @@ def test_help_shows_defaults_and_every_flag_has_help():
         for action in sub._actions:
             assert action.help, f"scorebench {name} {action.option_strings or action.dest} has no help"
     text = subs["run"].format_help()
-    assert "(default: 32)" in text and "(default: float32)" in text and "--compute-dtype" in text
+    flat = " ".join(text.split())
+    assert "(default: 32 on a CPU, 256 on CUDA)" in flat and "(default: float32)" in flat and "--compute-dtype" in text
 
 
 def test_bench_and_reproduce_do_not_write_into_results_by_default(tmp_path, monkeypatch, capsys):

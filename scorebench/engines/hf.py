@@ -12,9 +12,13 @@ Two paths:
   without padding, attention per prompt), one prefill per conversation shared by its ``n`` samples, a two-level
   float64 inverse-CDF draw, and continuous refill (a finished row is replaced at once by a waiting sample, so
   the batch stays full). The residual stream and norms stay fp32; only matmul inputs are cast. Sampling draws from the
-  exact softmax (temperature, nucleus top_p) with one generator per (conversation index, sample k) seeded from
-  ``seed``, so equal seeds give equal samples and the draw does not depend on which slot a sample lands in
-  (bf16 logits can still differ in the last bits between batch sizes and prefill groupings).
+  exact softmax (temperature, nucleus top_p) with the uniform of token t of sample k of conversation i a pure
+  function of (``derive_seed(seed, i, k)``, t) (``sampling.py``), so equal seeds give equal samples and the draw
+  does not depend on which slot a sample lands in (bf16 logits can still differ in the last bits between batch
+  sizes and prefill groupings). Two schedules (``decode=``): ``dynamic`` (the CPU default) shrinks the batch and
+  the attended context to what is live; ``static`` decodes fixed shapes, and ``graph`` (the CUDA default)
+  replays that fixed-shape step as one CUDA graph (``static.py``), where launching kernels from Python, not
+  arithmetic, bounds a small model's step.
 * ``fast=False`` (or an unsupported architecture): plain transformers ``model.generate``.
 
 Weight freshness: the snapshot is rebuilt automatically at the start of ``generate`` whenever any parameter
@@ -37,6 +41,7 @@ from ..dist import is_main
 from ..registry import ENGINES
 from ..seeding import derive_seed
 from .base import Completion, Engine, SamplingParams
+from .sampling import inverse_cdf, sample  # noqa: F401  (inverse_cdf: tests and callers import it from here)
 
 _FAST_TYPES = ("llama", "mistral", "qwen2")
 PREFILL_PROMPTS = 16
@@ -59,7 +64,7 @@ class HFEngine(Engine):
 
     def __init__(self, model=None, tokenizer=None, model_name: str | None = None, dtype: str = "float32",
                  device: str = "cpu", batch_size: int = 32, threads: int | None = None, fast: bool = True,
-                 compute_dtype: str = "auto", pack: bool = True, **_):
+                 compute_dtype: str = "auto", pack: bool = True, decode: str = "auto", **_):
         if threads:
             torch.set_num_threads(threads)
         if model is None:
@@ -79,7 +84,7 @@ class HFEngine(Engine):
                 cd = torch.bfloat16 if (on_cpu and base_dtype == torch.float32 and bf16_native()) else base_dtype
             else:
                 cd = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[compute_dtype]
-            self._runner = _FastLlama(model, cd, pack=pack)
+            self._runner = _FastLlama(model, cd, pack=pack, decode=_decode_mode(decode, model))
         self.last_stats: dict = {}
 
     @property
@@ -97,7 +102,8 @@ class HFEngine(Engine):
         if model is not self.model:
             self.model = model  # same tokenizer, so the same end-of-turn ids
             if self._runner is not None:
-                self._runner = _FastLlama(model, self._runner.dtype, pack=self._runner.packed or False)
+                self._runner = _FastLlama(model, self._runner.dtype, pack=self._runner.packed or False,
+                                          decode=self._runner.decode_mode)
         self.refresh()
 
     def refresh(self) -> None:
@@ -111,6 +117,7 @@ class HFEngine(Engine):
         return {"engine": self.name, "dtype": self.dtype, "compute_dtype": self.compute_dtype, **describe(self.model),
                 "batch_size": self.batch_size, "threads": torch.get_num_threads(),
                 "path": "fast" if self._runner is not None else "generate",
+                "decode": self._runner.decode_mode if self._runner is not None else None,
                 "packed": bool(self._runner is not None and self._runner.packed)}
 
     @torch.no_grad()
@@ -174,6 +181,21 @@ class HFEngine(Engine):
         return comps
 
 
+DECODE_MODES = ("auto", "dynamic", "static", "graph")
+
+
+def _decode_mode(name: str, model) -> str:
+    """``auto``: ``graph`` on CUDA, ``dynamic`` elsewhere (see ``_FastLlama.run``); ``graph`` needs CUDA."""
+    if name not in DECODE_MODES:
+        raise ValueError(f"decode must be one of {', '.join(DECODE_MODES)}, got {name!r}")
+    on_gpu = next(model.parameters()).device.type == "cuda"
+    if name == "auto":
+        return "graph" if on_gpu else "dynamic"
+    if name == "graph" and not on_gpu:
+        raise ValueError("decode='graph' captures CUDA graphs: the model must be on a CUDA device")
+    return name
+
+
 def _base_model(model):
     """The transformers model under a peft wrapper (LoRA layers stay injected in it)."""
     if hasattr(model, "get_base_model"):
@@ -205,8 +227,8 @@ def _bias(mod):
 class _FastLlama:
     """Decoding for Llama-family models from a snapshot of their weights (see the module docstring)."""
 
-    def __init__(self, model, dtype: torch.dtype, pack: bool = True):
-        self.model, self.dtype = model, dtype
+    def __init__(self, model, dtype: torch.dtype, pack: bool = True, decode: str = "dynamic"):
+        self.model, self.dtype, self.decode_mode = model, dtype, decode
         m = _base_model(model)
         cfg = m.config
         self.n_heads = cfg.num_attention_heads
@@ -223,8 +245,14 @@ class _FastLlama:
         """Prefill attention for all stacked prompts in one masked call (block-diagonal causal mask) instead of a
         call per prompt: on a GPU the per-prompt calls are launch-bound; on a CPU the mask's wasted work (every
         prompt attends over the whole stack) costs more than the loop, so the CPU keeps the loop."""
+        on_gpu = self.device.type == "cuda"
+        self.prefill_prompts = 128 if on_gpu else PREFILL_PROMPTS
+        self.prefill_tokens = 8192 if on_gpu else PREFILL_TOKENS
         self._fingerprint = None
         self._cos = self._sin = None
+        self.static: dict = {}
+        """Fixed-shape decode states (``static.StaticBatch``) by shape; their CUDA graphs read this snapshot's
+        tensors by address, so a refresh copies new weights into them rather than replacing them."""
         self.stats: dict = {}
 
     @staticmethod
@@ -270,7 +298,14 @@ class _FastLlama:
         if self.packed:  # indices 1, 3, 6, 7 of a layer tuple are its matmul weights
             layers = [tuple(_pack(w) if j in (1, 3, 6, 7) else w for j, w in enumerate(lw)) for lw in layers]
             self.lm_head = _pack(self.lm_head)
-        self.layers = layers
+        snapshot = (layers, self.norm, self.embed, self.lm_head)
+        if any(st.graph is not None for st in self.static.values()):
+            if _copy_into(self._snapshot, snapshot):
+                snapshot = self._snapshot  # same addresses, new values: the captured graphs stay valid
+            else:
+                self.static.clear()  # a tensor changed shape: captured graphs would read the old ones
+        self._snapshot = snapshot
+        self.layers, self.norm, self.embed, self.lm_head = snapshot
         self._fingerprint = self._current_fingerprint()
 
     def _linear(self, x, w, b=None):
@@ -296,6 +331,7 @@ class _FastLlama:
             sin = emb.sin() * self.rope_scale
             sin[:, : sin.shape[1] // 2].neg_()  # folds rotate_half's sign in: cat(-x2, x1)·sin = roll(x)·(±sin)
             self._sin = sin.to(self.device)
+            self.static.clear()  # their graphs read the old tables
         return self._cos, self._sin
 
     @staticmethod
@@ -386,85 +422,78 @@ class _FastLlama:
     @torch.no_grad()
     def run(self, prompts: list[list[int]], params: SamplingParams, eos_ids: list[int], slots: int,
             on_done=None) -> list[list[list[int]]]:
-        """Generated token ids per (prompt, sample), each cut after its first end-of-turn token."""
+        """Generated token ids per (prompt, sample), each cut after its first end-of-turn token; the drawn tokens'
+        log-probabilities in ``self.logprobs`` (None when greedy)."""
         t0 = time.perf_counter()
         self.maybe_refresh()
-        n, max_new = params.n, params.max_new_tokens
-        eos = set(eos_ids)
+        n = params.n
         out: list[list[list[int] | None]] = [[None] * n for _ in prompts]
         self.logprobs: list[list[list[float] | None]] = [[None] * n for _ in prompts]
         if not prompts:
             return out  # type: ignore[return-value]
-        T = max(len(p) for p in prompts) + max_new
-        S = min(slots, len(prompts) * n)
-        shape = (S, self.n_kv, T, self.head_dim)
-        kc = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
-        vc = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
-        # Waiting samples, longest prompt first (short ones fill in at the end); samples of a prompt adjacent.
-        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-        queue = [(i, k) for i in order for k in range(n)]
-        qpos = 0
-        prefix: dict[int, tuple] = {}  # prompt index -> (kv, logits) while some of its samples still wait
-        left = {i: n for i in range(len(prompts))}
-        slot_job: list = [None] * S  # (prompt index, k, generator, tokens)
-        tok = torch.zeros(S, dtype=torch.long, device=self.device)
-        pos = torch.zeros(S, dtype=torch.long, device=self.device)
-        nb = 0  # active rows are [0, nb)
-        greedy = params.temperature == 0
-        ttft = None
-        steps = decode_tokens = 0
-        prefill_s = 0.0
 
-        def gen_for(i, k):
-            if greedy:
-                return None
-            g = torch.Generator(device="cpu")
-            g.manual_seed(derive_seed(params.seed, i, k))
-            return g
-
-        def finish(job):
-            out[job[0]][job[1]] = job[3]
-            self.logprobs[job[0]][job[1]] = job[4]
+        def finish(job):  # job = [prompt index, k, tokens, log-probabilities or None]
+            out[job[0]][job[1]], self.logprobs[job[0]][job[1]] = job[2], job[3]
             if on_done:
                 on_done()
 
+        waiting = _Waiting(self, prompts, params)
+        S = min(slots, len(prompts) * n)
+        run = self._run_dynamic if self.decode_mode == "dynamic" else self._run_static
+        steps, decode_tokens, ttft = run(prompts, params, set(eos_ids), S, waiting, finish, t0)
+        wall = time.perf_counter() - t0
+        self.stats = {"ttft_s": ttft, "decode_steps": steps, "decode_tokens": decode_tokens, "wall_s": wall,
+                      "prefill_s": waiting.prefill_s, "decode_s": wall - waiting.prefill_s, "slots": S,
+                      "decode": self.decode_mode}
+        return out  # type: ignore[return-value]
+
+    def _draw(self, logits, params: SamplingParams, keys, counters):
+        """(tokens, log-probabilities or None) for rows of ``logits``: argmax when greedy, else the exact draw of
+        ``sampling.sample`` with each row's (key, counter) uniform."""
+        if params.temperature == 0:
+            return logits.argmax(-1), None
+        return sample(logits, params.temperature, params.top_p if params.top_p < 1 else None, keys, counters,
+                      sort_nucleus=self.decode_mode != "dynamic")
+
+    def _first_tokens(self, taken, params: SamplingParams):
+        """First tokens of the samples ``taken`` from the queue, drawn together from their prompts' prefill
+        logits (counter 0 of each sample's stream): (tokens, log-probabilities or None, keys)."""
+        keys = [_sample_key(params.seed, i, k) for i, k, _, _ in taken]
+        logits = torch.stack([t[3] for t in taken])
+        tok, lp = self._draw(logits, params, torch.tensor(keys, device=self.device),
+                             torch.zeros(len(taken), dtype=torch.long, device=self.device))
+        return tok.tolist(), None if lp is None else lp.tolist(), keys
+
+    def _run_dynamic(self, prompts, params, eos, S, waiting, finish, t0):
+        """The CPU schedule: rows [0, nb) are live; a finished row is refilled at once from the queue or, when
+        nothing waits, replaced by the last live row so the batch shrinks (a CPU pays for every row it computes,
+        and each step attends only up to the longest live context)."""
+        max_new = params.max_new_tokens
+        T = max(len(p) for p in prompts) + max_new
+        shape = (S, self.n_kv, T, self.head_dim)
+        kc = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
+        vc = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.layers]
+        tok, pos, key, ctr = (torch.zeros(S, dtype=torch.long, device=self.device) for _ in range(4))
+        slot_job: list = [None] * S
+        ttft = None
+        steps = decode_tokens = nb = 0
+
         def start(slot) -> bool:
             """Put the next waiting sample into ``slot``; False when the queue is empty."""
-            nonlocal qpos, ttft, prefill_s
-            while qpos < len(queue):
-                i, k = queue[qpos]
-                qpos += 1
-                if i not in prefix:  # prefill this prompt with the next waiting ones, up to a token budget
-                    tp = time.perf_counter()
-                    chunk, toks = [], 0
-                    for j, _ in itertools.islice(queue, qpos - 1, None):
-                        if j in prefix or (chunk and j == chunk[-1]):
-                            continue
-                        if chunk and (len(chunk) >= PREFILL_PROMPTS or toks + len(prompts[j]) > PREFILL_TOKENS):
-                            break
-                        chunk.append(j)
-                        toks += len(prompts[j])
-                    for j, r in zip(chunk, self.prefill_many([prompts[j] for j in chunk])):
-                        prefix[j] = r
-                    prefill_s += time.perf_counter() - tp
-                kv, logits = prefix[i]
-                left[i] -= 1
-                if left[i] == 0:
-                    del prefix[i]
-                g = gen_for(i, k)
-                first_t, first_lp = _sample(logits.unsqueeze(0), params, [g])
-                first = int(first_t[0])
-                if ttft is None:
-                    ttft = time.perf_counter() - t0
-                job = (i, k, g, [first], None if first_lp is None else [float(first_lp[0])])
+            nonlocal ttft
+            while waiting:
+                taken = waiting.take()
+                (first,), lps, (k,) = self._first_tokens([taken], params)
+                ttft = ttft or time.perf_counter() - t0
+                job = [taken[0], taken[1], [first], None if lps is None else lps]
                 if first in eos or max_new == 1:
                     finish(job)
                     continue
-                L = len(prompts[i])
-                for li, (kk, vv) in enumerate(kv):
+                L = len(prompts[taken[0]])
+                for li, (kk, vv) in enumerate(taken[2]):
                     kc[li][slot, :, :L] = kk
                     vc[li][slot, :, :L] = vv
-                tok[slot], pos[slot] = first, L
+                tok[slot], pos[slot], key[slot], ctr[slot] = first, L, k, 1
                 slot_job[slot] = job
                 return True
             return False
@@ -473,27 +502,30 @@ class _FastLlama:
             for li in range(len(kc)):
                 kc[li][dst] = kc[li][src]
                 vc[li][dst] = vc[li][src]
-            tok[dst], pos[dst], slot_job[dst] = tok[src], pos[src], slot_job[src]
+            for t in (tok, pos, key, ctr):
+                t[dst] = t[src]
+            slot_job[dst] = slot_job[src]
 
         while nb < S and start(nb):
             nb += 1
         while nb:
             tmax = int(pos[:nb].max()) + 1
             logits = self.decode(tok[:nb], pos[:nb], kc, vc, nb, tmax)
-            nxt, nlp = _sample(logits, params, [slot_job[r][2] for r in range(nb)])
+            nxt, nlp = self._draw(logits, params, key[:nb], ctr[:nb])
             steps += 1
             decode_tokens += nb
             tok[:nb] = nxt
             pos[:nb] += 1
+            ctr[:nb] += 1
             nl = nxt.tolist()
             nlps = nlp.tolist() if nlp is not None else None
             r = 0
             while r < nb:
                 job = slot_job[r]
-                job[3].append(nl[r])
+                job[2].append(nl[r])
                 if nlps is not None:
-                    job[4].append(nlps[r])
-                if nl[r] in eos or len(job[3]) >= max_new:
+                    job[3].append(nlps[r])
+                if nl[r] in eos or len(job[2]) >= max_new:
                     finish(job)
                     if not start(r):  # nothing waits: move the last active row here and shrink the batch
                         nb -= 1
@@ -504,10 +536,105 @@ class _FastLlama:
                                 nlps[r] = nlps[nb]
                             continue  # examine the moved row (it has already received its token)
                 r += 1
-        wall = time.perf_counter() - t0
-        self.stats = {"ttft_s": ttft, "decode_steps": steps, "decode_tokens": decode_tokens, "wall_s": wall,
-                      "prefill_s": prefill_s, "decode_s": wall - prefill_s, "slots": S}
-        return out  # type: ignore[return-value]
+        return steps, decode_tokens, ttft
+
+    def _run_static(self, prompts, params, eos, S, waiting, finish, t0):
+        """The GPU schedule: every step decodes all S slots over the whole cache (fixed shapes, so the step can
+        be one CUDA graph replay); finished slots idle until the next refill, which places every waiting sample
+        that fits in one go (first tokens drawn together, KV written with two indexed copies a layer)."""
+        from .static import StaticBatch
+        max_new = params.max_new_tokens
+        T = -(-(max(len(p) for p in prompts) + max_new) // 128) * 128  # rounded, so graphs are reused across calls
+        st = StaticBatch.get(self, S, T, params)
+        jobs: list = [None] * S
+        free = list(range(S - 1, -1, -1))
+        ttft = None
+        steps = decode_tokens = 0
+
+        def fill():
+            nonlocal ttft
+            while free and waiting:
+                taken = [waiting.take() for _ in range(min(len(free), len(waiting)))]
+                firsts, lps, keys = self._first_tokens(taken, params)
+                ttft = ttft or time.perf_counter() - t0
+                placed = []
+                for j, (i, k, kv, _) in enumerate(taken):
+                    job = [i, k, [firsts[j]], None if lps is None else [lps[j]]]
+                    if firsts[j] in eos or max_new == 1:
+                        finish(job)
+                        continue
+                    slot = free.pop()
+                    jobs[slot] = job
+                    placed.append((slot, kv, firsts[j], keys[j]))
+                if placed:
+                    st.place(placed)
+
+        fill()
+        while len(free) < S:
+            vals = st.step().tolist()  # one device-to-host copy a step: [tokens, log-probabilities]
+            steps += 1
+            decode_tokens += S - len(free)
+            for r, job in enumerate(jobs):
+                if job is None:
+                    continue
+                t = int(vals[0][r])
+                job[2].append(t)
+                if job[3] is not None:
+                    job[3].append(vals[1][r])
+                if t in eos or len(job[2]) >= max_new:
+                    finish(job)
+                    jobs[r] = None
+                    free.append(r)
+            fill()
+        return steps, decode_tokens, ttft
+
+
+class _Waiting:
+    """Samples waiting for a slot: longest prompt first (short ones fill in at the end), the ``n`` samples of a
+    prompt adjacent. A prompt is prefilled when its first sample is taken, together with the next waiting
+    prompts up to the runner's prompt and token budgets, and its KV and logits are kept until its last sample
+    is taken (one prefill per conversation, shared by its samples)."""
+
+    def __init__(self, runner: _FastLlama, prompts: list[list[int]], params: SamplingParams):
+        self.runner, self.prompts = runner, prompts
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        self.queue = [(i, k) for i in order for k in range(params.n)]
+        self.next = 0
+        self.prefix: dict[int, tuple] = {}  # prompt index -> (kv, logits) while some of its samples still wait
+        self.left = {i: params.n for i in range(len(prompts))}
+        self.prefill_s = 0.0
+
+    def __len__(self) -> int:
+        return len(self.queue) - self.next
+
+    def take(self):
+        """(prompt index, k, per-layer KV, last-token logits) of the next waiting sample."""
+        i, k = self.queue[self.next]
+        self.next += 1
+        if i not in self.prefix:
+            tp = time.perf_counter()
+            chunk, toks = [], 0
+            for j, _ in itertools.islice(self.queue, self.next - 1, None):
+                if j in self.prefix or (chunk and j == chunk[-1]):
+                    continue
+                if chunk and (len(chunk) >= self.runner.prefill_prompts
+                              or toks + len(self.prompts[j]) > self.runner.prefill_tokens):
+                    break
+                chunk.append(j)
+                toks += len(self.prompts[j])
+            for j, r in zip(chunk, self.runner.prefill_many([self.prompts[j] for j in chunk])):
+                self.prefix[j] = r
+            self.prefill_s += time.perf_counter() - tp
+        kv, logits = self.prefix[i]
+        self.left[i] -= 1
+        if self.left[i] == 0:
+            del self.prefix[i]
+        return i, k, kv, logits
+
+
+def _sample_key(seed: int, i: int, k: int) -> int:
+    """The key of sample ``k`` of conversation ``i``: its stream of uniforms is ``uniforms(key, token index)``."""
+    return derive_seed(seed, i, k)
 
 
 def _block_causal(spans: list[tuple[int, int]], device) -> torch.Tensor:
@@ -520,6 +647,29 @@ def _block_causal(spans: list[tuple[int, int]], device) -> torch.Tensor:
     return (seg[:, None] == seg[None, :]) & (idx[None, :] <= idx[:, None])
 
 
+def _copy_into(old, new) -> bool:
+    """Copy every tensor of the nested tuples/lists ``new`` into its counterpart in ``old`` in place; False
+    (nothing copied) when the two differ in structure, shape, dtype or device."""
+    pairs = []
+
+    def walk(a, b) -> bool:
+        if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+            return len(a) == len(b) and all(walk(x, y) for x, y in zip(a, b))
+        if a is None or b is None:
+            return a is None and b is None
+        if (a.shape, a.dtype, a.device) != (b.shape, b.dtype, b.device):
+            return False
+        pairs.append((a, b))
+        return True
+
+    if not walk(old, new):
+        return False
+    for a, b in pairs:
+        if a.data_ptr() != b.data_ptr():
+            a.copy_(b)
+    return True
+
+
 def _can_pack(dtype: torch.dtype, device) -> bool:
     """Whether oneDNN weight prepacking applies: bf16 on a CPU with native bf16."""
     return dtype == torch.bfloat16 and torch.device(device).type == "cpu" and bf16_native() \
@@ -528,54 +678,6 @@ def _can_pack(dtype: torch.dtype, device) -> bool:
 
 def _pack(w: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(w.detach().contiguous(), 32)
-
-
-def _sample(logits: torch.Tensor, params: SamplingParams, gens: list) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(next token, its log-probability) per row from fp32 logits [B, V]: argmax (no log-probability) when
-    greedy, else an exact draw from the temperature softmax restricted to the nucleus (smallest top set with mass
-    >= top_p), by inverse CDF with one uniform per row from that row's generator. The log-probability is under
-    the full temperature softmax (what a trainer's loss at that temperature sees)."""
-    if params.temperature == 0:
-        return logits.argmax(-1), None
-    tok = _draw(logits, params, gens)
-    z = logits / params.temperature
-    return tok, z.gather(-1, tok[:, None]).squeeze(-1) - torch.logsumexp(z, -1)
-
-
-def _draw(logits: torch.Tensor, params: SamplingParams, gens: list) -> torch.Tensor:
-    probs = torch.softmax(logits / params.temperature, -1)
-    u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in gens]).to(logits.device)
-    if params.top_p < 1.0:
-        k = min(probs.shape[-1], 1024)
-        vals, idx = probs.topk(k, -1)
-        cum = vals.double().cumsum(-1)
-        if bool((cum[:, -1] < params.top_p).any()):
-            vals, idx = probs.sort(-1, descending=True)
-            cum = vals.double().cumsum(-1)
-        keep = (cum - vals.double()) < params.top_p
-        cdf = (vals.double() * keep).cumsum(-1)
-        j = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).clamp_(max=cdf.shape[-1] - 1)
-        return idx.gather(1, j).squeeze(1)
-    return inverse_cdf(probs, u)
-
-
-def inverse_cdf(probs: torch.Tensor, u: torch.Tensor, block: int = 256) -> torch.Tensor:
-    """Index i per row with CDF(i-1) <= u·total < CDF(i), the CDF accumulated in float64 — the same draw as
-    ``searchsorted(probs.double().cumsum(-1), u·total)`` but two-level: float64 sums of ``block``-sized blocks
-    locate the block, then one block per row is accumulated. A full-vocabulary float64 cumsum cost 13 ms per
-    decode step at 32 rows (a quarter of the step); this costs about a seventh of that."""
-    nb, V = probs.shape
-    nblk = -(-V // block)
-    if nblk * block != V:
-        probs = F.pad(probs, (0, nblk * block - V))
-    blocks = probs.view(nb, nblk, block)
-    bcdf = blocks.sum(-1, dtype=torch.float64).cumsum(-1)  # [nb, nblk]
-    target = (u * bcdf[:, -1]).unsqueeze(1)
-    b = torch.searchsorted(bcdf, target, right=True).clamp_(max=nblk - 1)  # [nb, 1]
-    before = torch.where(b > 0, bcdf.gather(1, (b - 1).clamp(min=0)), torch.zeros_like(target))
-    inner = blocks[torch.arange(nb, device=probs.device), b.squeeze(1)].double().cumsum(-1)  # [nb, block]
-    j = torch.searchsorted(inner, target - before, right=True).clamp_(max=block - 1)
-    return (b * block + j).squeeze(1).clamp_(max=V - 1)
 
 
 def make_completion(tokenizer, prompt_ids: list[int], toks: list[int], eos_ids: list[int],
