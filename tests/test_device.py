@@ -70,3 +70,17 @@ def test_batch_size_default_follows_the_device(monkeypatch, capsys):
     monkeypatch.undo()
     assert main(["reproduce", "--table", "4", "--dry-run", "--device", "cpu"]) == 0
     assert "--batch-size" not in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA refusal")
+def test_gpu_check_refuses_without_cuda_and_writes_nothing(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run(["bash", str(root / "scripts" / "gpu_check.sh"), str(tmp_path / "gpu")], capture_output=True,
+                       text=True, env={**os.environ, "PYTHON": sys.executable}, timeout=120)
+    assert r.returncode == 1 and "no CUDA device here" in r.stderr
+    assert not (tmp_path / "gpu").exists()
+    assert subprocess.run(["bash", "-n", str(root / "scripts" / "gpu_check.sh")]).returncode == 0  # parses whole
