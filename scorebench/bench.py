@@ -228,8 +228,16 @@ def run_bench(quick: bool = False, out: str | None = "runs/bench.md", model: str
     fc = matmul_flops(cdtype, reps=3 if quick else 5, device=device) if cdtype != torch.float32 else f32
     bw = copy_bandwidth(256 if quick else 512, device=device)
     ceilings = {"float32": f32, probe.compute_dtype: fc}
-    if on_gpu:  # a GPU's bf16 ceiling: the bf16 generation rows and bf16-autocast training compare with it
-        ceilings["bfloat16"] = matmul_flops(torch.bfloat16, reps=3 if quick else 5, device=device)
+
+    def ceiling(name: str) -> float:
+        """The matmul ceiling of dtype ``name``, measured on first need (the rows and the train step compare
+        with their own dtype's)."""
+        if name not in ceilings:
+            ceilings[name] = matmul_flops(getattr(torch, name), reps=3 if quick else 5, device=device)
+        return ceilings[name]
+
+    if on_gpu:  # listed in the ceilings table: the bf16 generation rows and bf16-autocast training compare with it
+        ceiling("bfloat16")
 
     from .bench_train import bench_training, report as train_report
     from .training.config import TrainConfig
@@ -239,11 +247,8 @@ def run_bench(quick: bool = False, out: str | None = "runs/bench.md", model: str
                                engine_batch=256)
     else:
         train = bench_training(m, tok, reps=1 if quick else 2, problems=4 if quick else 8, dtype=tdtype, log=log)
-    if tdtype not in ceilings:
-        ceilings[tdtype] = matmul_flops(getattr(torch, tdtype), reps=3, device=device)
-    ceiling, ceiling_name = ceilings[tdtype], tdtype
-    train_lines = train_report(train, ceiling, ceiling_name)
-    train_frac = train["ours_flops"] / ceiling
+    train_lines = train_report(train, ceiling(tdtype), tdtype)
+    train_frac = train["ours_flops"] / ceiling(tdtype)
     if train_only:
         return _finish_train_only(out, quick, model, machine, f32, fc, probe, params, train_lines, train_frac, started)
 
@@ -262,8 +267,7 @@ def run_bench(quick: bool = False, out: str | None = "runs/bench.md", model: str
     for r in rows:  # weights read per decode step: every parameter once (the tied embedding is the lm_head)
         size = torch.tensor([], dtype=getattr(torch, r["compute_dtype"])).element_size()
         r["weight_bytes"], r["kv_bytes_per_token"] = params * size, kv_per_token * size
-        if r["compute_dtype"] not in ceilings:
-            ceilings[r["compute_dtype"]] = matmul_flops(getattr(torch, r["compute_dtype"]), reps=3, device=device)
+        ceiling(r["compute_dtype"])
 
     log("code grading ...")
     from .bench_grading import bench_grading
@@ -303,7 +307,7 @@ def run_bench(quick: bool = False, out: str | None = "runs/bench.md", model: str
     for r in rows:
         g, f = r["generate"], r["ours"]
         dec = f.get("decode_tok_s", f["tok_s"])
-        fl = ceilings[r["compute_dtype"]]
+        fl = ceiling(r["compute_dtype"])
         rl = roofline(params, r["weight_bytes"], r["batch"], bw, fl)
         rk = roofline(params, r["weight_bytes"], r["batch"], bw, fl,
                       kv_bytes=r["kv_bytes_per_token"] * r["context_mean"])

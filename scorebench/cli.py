@@ -163,7 +163,7 @@ def cmd_run(a) -> int:
     cfg = RunConfig(method=a.method, task=a.task, train_task=a.train_task, model=a.model, engine=a.engine,
                     dtype=a.dtype, compute_dtype=a.compute_dtype, device=a.device, limit=a.limit, turns=a.turns,
                     temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens, seed=a.seed,
-                    batch_size=a.batch_size if a.batch_size is not None else default_batch_size(a.device), task_args=_kv(a.task_arg, "--task-arg"),
+                    batch_size=default_batch_size(a.device, a.batch_size), task_args=_kv(a.task_arg, "--task-arg"),
                     method_args=method_args)
     out = run(cfg, a.out)
     from .dist import is_main
@@ -230,7 +230,7 @@ def cmd_scaling(a) -> int:
     models.check(a.model)
     test = task.test()[:a.limit] if a.limit else task.test()
     from .device import default_batch_size, resolve
-    engine = get_engine("hf", model_name=a.model, batch_size=a.batch_size if a.batch_size is not None else default_batch_size(a.device),
+    engine = get_engine("hf", model_name=a.model, batch_size=default_batch_size(a.device, a.batch_size),
                         device=resolve(a.device))
     r = run_scaling(engine, task, test, budgets, a.out, a.temperature, a.max_new_tokens, a.seed)
     print(json.dumps(r, indent=1))

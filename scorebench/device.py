@@ -36,9 +36,11 @@ as for 256 there (it is bound by launches and weight reads, not arithmetic), so 
 CPU_BATCH = 32
 
 
-def default_batch_size(name: str | None) -> int:
-    """``--batch-size``'s default for ``--device name``: 256 on CUDA, 32 elsewhere (what CPU runs always used, so
-    their recorded configs, and the keys that find them, are unchanged)."""
+def default_batch_size(name: str | None, given: int | None = None) -> int:
+    """``--batch-size`` for ``--device name``: ``given`` when the user gave one, else 256 on CUDA and 32 elsewhere
+    (what CPU runs always used, so their recorded configs, and the keys that find them, are unchanged)."""
+    if given is not None:
+        return given
     return GPU_BATCH if resolve(name).startswith("cuda") else CPU_BATCH
 
 
