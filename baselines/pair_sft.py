@@ -18,6 +18,7 @@ from scorebench.protocol import Episode, ProtocolConfig, Turn, problem_id
 from .star import (finish, is_right, read_dataset, sample_traces, sampling_params, sft, subset, untrained_policy,
                    write_dataset)
 from scorebench.training import episode_to_sequences, resolve_method_config
+from scorebench.training.config import check_number
 
 
 @dataclass
@@ -30,6 +31,12 @@ class PairConfig:
     """Cap on pairs of each kind per problem (None = one per wrong / right sample)."""
     max_new_tokens: int | None = None
     """Tokens per attempt while sampling; None = the task's default."""
+
+    def __post_init__(self):
+        check_number("n_problems", self.n_problems, integer=True, ge=1, optional=True)
+        check_number("samples_per_problem", self.samples_per_problem, integer=True, ge=2)  # a pair needs two
+        check_number("max_pairs_per_problem", self.max_pairs_per_problem, integer=True, ge=1, optional=True)
+        check_number("max_new_tokens", self.max_new_tokens, integer=True, ge=1, optional=True)
 
 
 def make_pairs(episodes_by_problem: dict[str, list[Episode]], plus: bool, rng: random.Random,
@@ -80,7 +87,7 @@ class PairSFTMethod(Method):
         model, tok = ctx.trainable_model()
         seqs = read_dataset(rd)
         if seqs is None:
-            problems = subset(ctx.task.train(), mcfg.n_problems, derive_seed(tcfg.seed, "problems"))
+            problems = subset(ctx.train_examples(), mcfg.n_problems, derive_seed(tcfg.seed, "problems"))
             params = sampling_params(ctx, tcfg, mcfg.max_new_tokens, seed=derive_seed(tcfg.seed, "samples"))
             eps = sample_traces(ctx, problems, params, ProtocolConfig(turns=1), mcfg.samples_per_problem)
             by_problem = defaultdict(list)

@@ -22,6 +22,7 @@ from scorebench.seeding import derive_seed
 from scorebench.protocol import Episode, run_protocol
 from scorebench.rundir import write_json
 from scorebench.training import Sequence, Trainer, episode_to_sequences, resolve_method_config
+from scorebench.training.config import check_number
 
 
 @dataclass
@@ -34,6 +35,12 @@ class StarConfig:
     """Two-attempt traces drawn per problem."""
     max_new_tokens: int | None = None
     """Tokens per attempt while sampling data; None = the task's default."""
+
+    def __post_init__(self):
+        check_number("iterations", self.iterations, integer=True, ge=1)
+        check_number("n_problems", self.n_problems, integer=True, ge=1, optional=True)
+        check_number("samples_per_problem", self.samples_per_problem, integer=True, ge=1)
+        check_number("max_new_tokens", self.max_new_tokens, integer=True, ge=1, optional=True)
 
 
 def is_right(reward) -> bool:
@@ -165,7 +172,7 @@ class StarMethod(Method):
             suffix = "" if it == 0 else f"-it{it}"
             seqs = read_dataset(rd, suffix)
             if seqs is None:
-                problems = subset(ctx.task.train(), mcfg.n_problems, derive_seed(tcfg.seed, "problems", it))
+                problems = subset(ctx.train_examples(), mcfg.n_problems, derive_seed(tcfg.seed, "problems", it))
                 params = sampling_params(ctx, tcfg, mcfg.max_new_tokens, seed=derive_seed(tcfg.seed, "samples", it))
                 eps = sample_traces(ctx, problems, params, self.protocol(ctx.config.turns), mcfg.samples_per_problem)
                 kept = filter_star(eps, plus=self.plus)

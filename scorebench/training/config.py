@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -89,10 +90,33 @@ class TrainConfig:
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.dtype not in ("float32", "bfloat16", "auto"):
             raise ValueError(f"dtype must be 'float32', 'bfloat16' or 'auto', got {self.dtype!r}")
-        if self.batch_size < 1 or self.grad_accum < 1 or (self.micro_batch_size is not None and self.micro_batch_size < 1):
-            raise ValueError("batch_size, grad_accum and micro_batch_size must be >= 1")
-        if self.micro_batch_tokens is not None and self.micro_batch_tokens < 1:
-            raise ValueError("micro_batch_tokens must be >= 1")
+        check_number("lr", self.lr, gt=0)
+        check_number("weight_decay", self.weight_decay, ge=0)
+        if not isinstance(self.betas, tuple) or len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        for i, b in enumerate(self.betas):
+            check_number(f"betas[{i}]", b, ge=0, lt=1)
+        check_number("max_grad_norm", self.max_grad_norm)
+        check_number("grad_accum", self.grad_accum, integer=True, ge=1)
+        check_number("batch_size", self.batch_size, integer=True, ge=1)
+        check_number("micro_batch_size", self.micro_batch_size, integer=True, ge=1, optional=True)
+        check_number("micro_batch_tokens", self.micro_batch_tokens, integer=True, ge=1, optional=True)
+        check_number("steps", self.steps, integer=True, ge=1)
+        check_number("epochs", self.epochs, gt=0)
+        check_number("warmup_steps", self.warmup_steps, integer=True, ge=0)
+        check_bool("lora", self.lora)
+        check_number("lora_r", self.lora_r, integer=True, ge=1)
+        check_number("lora_alpha", self.lora_alpha, gt=0)
+        check_number("lora_dropout", self.lora_dropout, ge=0, lt=1)
+        if (not isinstance(self.lora_target_modules, (list, tuple)) or not self.lora_target_modules
+                or not all(isinstance(m, str) and m for m in self.lora_target_modules)):
+            raise ValueError(f"lora_target_modules must be a non-empty list of module names, "
+                             f"got {self.lora_target_modules!r}")
+        check_number("save_every", self.save_every, integer=True, ge=0)
+        check_number("log_every", self.log_every, integer=True, ge=1)
+        check_number("seed", self.seed, integer=True)
+        check_bool("gradient_checkpointing", self.gradient_checkpointing)
+        check_number("temperature", self.temperature, gt=0)
 
     def resolved_dtype(self, device: str = "cpu") -> str:
         """``dtype`` with "auto" decided for ``device`` ("cpu" or "cuda")."""
@@ -118,6 +142,35 @@ class TrainConfig:
         return d
 
 
+def check_number(name: str, value, *, integer: bool = False, gt=None, ge=None, lt=None, le=None,
+                 optional: bool = False) -> None:
+    """Raise ValueError (one line naming ``name``) unless ``value`` is a finite number (an integer when
+    ``integer``; never a bool) within the given bounds; ``optional`` also accepts None. The range checks of every
+    method config and of TrainConfig go through here, so a bad preset value or ``--method-arg`` is refused before
+    any model loads, in the same words."""
+    if value is None and optional:
+        return
+    low = f"> {gt}" if gt is not None else f">= {ge}" if ge is not None else None
+    high = f"< {lt}" if lt is not None else f"<= {le}" if le is not None else None
+    if low and high:
+        bounds = (f" in {'(' if gt is not None else '['}{gt if gt is not None else ge}, "
+                  f"{lt if lt is not None else le}{')' if lt is not None else ']'}")
+    else:
+        bounds = f" {low or high}" if low or high else ""
+    want = f"{'an integer' if integer else 'a number'}{bounds}{' (or null)' if optional else ''}"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+    ok = math.isfinite(value) and (gt is None or value > gt) and (ge is None or value >= ge) \
+        and (lt is None or value < lt) and (le is None or value <= le)
+    if not ok:
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+
+
+def check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
 def cpu_has_amx() -> bool:
     """Does this CPU have AMX bf16 tiles (where bf16 matmuls are several times fp32's)? Linux: /proc/cpuinfo."""
     try:
@@ -140,8 +193,9 @@ def load_preset(name_or_path: str | Path) -> dict:
     return json.loads(p.read_text())
 
 
-def _coerce(value, default):
-    """--method-arg values arrive as strings from the CLI; convert them to the default's type."""
+def _coerce(value, default, key: str = "value"):
+    """--method-arg values arrive as strings from the CLI; convert them to the default's type (a value that does
+    not convert is a ValueError naming ``key``)."""
     if not isinstance(value, str) or isinstance(default, str) or default is None and not value:
         return value
     if isinstance(default, bool):
@@ -149,11 +203,17 @@ def _coerce(value, default):
             return True
         if value.lower() in ("0", "false", "no", "off"):
             return False
-        raise ValueError(f"expected a boolean, got {value!r}")
+        raise ValueError(f"{key} expects true or false, got {value!r}")
     if isinstance(default, int):
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"{key} expects an integer, got {value!r}") from None
     if isinstance(default, float):
-        return float(value)
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{key} expects a number, got {value!r}") from None
     if isinstance(default, (list, tuple)) or default is None:
         try:
             return json.loads(value)
@@ -171,7 +231,8 @@ def resolve_method_config(ctx, defaults_cls, sections: list[str] | None = None):
     """
     cfg = ctx.config
     args = dict(getattr(cfg, "method_args", None) or {})
-    preset = load_preset(args.pop("preset", "cpu-small"))
+    preset_name = str(args.pop("preset", "cpu-small"))
+    preset = load_preset(preset_name)
     sections = sections if sections is not None else [cfg.method]
     mnames = {f.name: f for f in fields(defaults_cls)}
     tnames = {f.name: f for f in fields(TrainConfig)}
@@ -189,15 +250,22 @@ def resolve_method_config(ctx, defaults_cls, sections: list[str] | None = None):
         for k, v in (preset.get(s) or {}).items():
             if not k.startswith("_"):
                 merged[k] = v
+    source = {k: f"preset {preset_name!r}:" for k in merged if k != "seed"}
     merged.update(args)
+    source.update({k: "--method-arg" for k in args})
     m_kw, t_kw = {}, {}
     defaults_m, defaults_t = defaults_cls(), TrainConfig()
-    for k, v in merged.items():
-        if k in mnames:
-            m_kw[k] = _coerce(v, getattr(defaults_m, k))
-        elif k in tnames:
-            t_kw[k] = _coerce(v, getattr(defaults_t, k))
-        else:
-            raise ValueError(f"unknown method argument {k!r} for {cfg.method!r} "
-                             f"(known: {', '.join(sorted(set(mnames) | set(tnames) | {'preset'}))})")
-    return defaults_cls(**m_kw), TrainConfig.from_dict(t_kw)
+    try:
+        for k, v in merged.items():
+            if k in mnames:
+                m_kw[k] = _coerce(v, getattr(defaults_m, k), k)
+            elif k in tnames:
+                t_kw[k] = _coerce(v, getattr(defaults_t, k), k)
+            else:
+                raise ValueError(f"unknown method argument {k!r} for {cfg.method!r} "
+                                 f"(known: {', '.join(sorted(set(mnames) | set(tnames) | {'preset'}))})")
+        return defaults_cls(**m_kw), TrainConfig.from_dict(t_kw)
+    except ValueError as e:  # say where a bad value came from: "--method-arg lr must be ..." / "preset 'x': ..."
+        msg = str(e)
+        key = msg.split(" ", 1)[0].split("[", 1)[0]
+        raise ValueError(f"{source[key]} {msg}" if key in source else msg) from None
