@@ -7,7 +7,9 @@ argument, preset, method argument and output path is checked here first, and eac
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
+import math
 import os
 import typing
 from pathlib import Path
@@ -131,3 +133,67 @@ def method_args(cfg, method) -> None:
     except (ValueError, TypeError) as e:
         raise UsageError(f"method {cfg.method!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
             from None
+
+
+class PluginError(UsageError):
+    """A method's ``rollout`` broke its contract (README, "Writing a plugin"); the message names the method."""
+
+
+def _plugin(name: str, method) -> str:
+    cls = type(method)
+    return f"method {name!r} ({cls.__module__}.{cls.__qualname__})"
+
+
+def rollout_episodes(name: str, method, examples: list[dict], turns: int, got) -> list:
+    """``got``, the episodes ``method.rollout`` returned for ``examples``, if it keeps the contract the runner and
+    the run directory rely on: a list of one ``Episode`` per example, in the examples' order, each with
+    ``id == str(example["id"])``, ``turns`` graded attempts and a numeric reward on each; else ``PluginError``
+    (one line naming the method). Checked before the chunk is written, so a broken plugin leaves no episodes."""
+    from .protocol import Episode
+    who = _plugin(name, method)
+    want = f"one Episode per example, in order ({len(examples)} for this chunk)"
+    if got is None or isinstance(got, (str, bytes, dict)) or not hasattr(got, "__len__"):
+        raise PluginError(f"{who}: rollout returned {type(got).__name__}, not a list of episodes; it must return "
+                          f"{want}")
+    got = list(got)
+    if len(got) != len(examples):
+        raise PluginError(f"{who}: rollout returned {len(got)} episode{'s' * (len(got) != 1)} for "
+                          f"{len(examples)} example{'s' * (len(examples) != 1)}; it must return {want}")
+    for i, (ep, ex) in enumerate(zip(got, examples)):
+        if not isinstance(ep, Episode):
+            raise PluginError(f"{who}: rollout returned a {type(ep).__name__} at position {i}, not a "
+                              "scorebench.protocol.Episode")
+        if ep.id != str(ex["id"]):
+            raise PluginError(f"{who}: rollout's episode {i} has id {ep.id!r} but example {i} has id "
+                              f"{str(ex['id'])!r}; it must return {want}, each with id = str(example['id'])")
+        attempts = ep.attempts
+        if len(attempts) != turns:
+            raise PluginError(f"{who}: rollout's episode {ep.id!r} has {len(attempts)} graded attempt"
+                              f"{'s' * (len(attempts) != 1)}, but the run asks for {turns} (--turns)")
+        for k, t in enumerate(attempts):
+            r = t.reward
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
+                raise PluginError(f"{who}: rollout's episode {ep.id!r} attempt {k + 1} has reward {r!r}, not a "
+                                  "number (grade it with task.evaluate_batch or task.grade)")
+    return got
+
+
+@contextlib.contextmanager
+def no_trace_of_broken_plugin(rd, method, had_episodes: bool, bar=None):
+    """Around evaluation: when a method's rollout breaks its contract (``PluginError``) before any episode of
+    this run directory exists and the method trained nothing, remove the ``config.json`` the run wrote, so the
+    failed run leaves no directory behind (the runner removes it once empty) and the fixed plugin starts clean.
+    A method that trained keeps its policy: rerunning evaluates it without training again. The progress ``bar``
+    is erased, so the error is the one line left on the terminal."""
+    try:
+        yield
+    except PluginError:
+        if bar is not None:
+            bar.leave = False
+            bar.close()
+        from .dist import is_main
+        if is_main() and not had_episodes and not method.trains:
+            left = [p.name for p in rd.path.iterdir()]
+            if left == ["config.json"] and not rd.episodes():
+                rd.config_path.unlink()
+        raise

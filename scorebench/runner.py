@@ -232,9 +232,10 @@ def _run_locked(cfg: RunConfig, plan: Plan, rd: RunDir, progress: bool) -> None:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(todo), desc=f"{task.name}: episodes", unit="problem",
                    disable=not (progress and dist.is_main()))
-        dist.rollout(lambda chunk: method.rollout(engine, task, chunk, params, cfg.turns, chunk_size=len(chunk),
-                                                  progress=False),
-                     todo, cfg.batch_size, on_episodes=rd.append_episodes, bar=bar)
+        with checks.no_trace_of_broken_plugin(rd, method, had_episodes=bool(done), bar=bar):
+            dist.rollout(lambda chunk: checks.rollout_episodes(cfg.method, method, chunk, cfg.turns, method.rollout(
+                engine, task, chunk, params, cfg.turns, chunk_size=len(chunk), progress=False)),
+                todo, cfg.batch_size, on_episodes=rd.append_episodes, bar=bar)
         bar.close()
     if dist.is_main():
         finalize(rd)
