@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="runs/bench.md",
                    help="where to write the table (the shipped one is results/bench.md)")
     b.add_argument("--model", default=None, help="model to benchmark (default: embedded)")
-    b.add_argument("--device", default="auto", help="where to compute: auto (CUDA when available), cpu or cuda; config.json records where the weights were")
+    b.add_argument("--device", default="auto",
+                   help="where to compute: auto (CUDA when available), cpu or cuda (bench writes only its markdown "
+                        "table, no config.json)")
     b.add_argument("--train-only", action="store_true",
                    help="only the ceilings and the training-step section (a SCoRe step vs a plain HF step)")
 

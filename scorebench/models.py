@@ -66,13 +66,74 @@ def check(model: str | None) -> str | None:
     hub_shaped = _HUB_ID.fullmatch(model) is not None and ".." not in model
     if not hub_shaped or "/" in model and Path(model.split("/")[0]).is_dir():
         raise ModelError(f"model path {model!r} does not exist")
-    return model  # an HF hub id; from_pretrained reports if it cannot be fetched
+    return model  # an HF hub id; ``resolve`` checks that it can be fetched (or is cached) before loading
 
 
 def resolve(model: str | None) -> str:
-    """A directory or hub id that ``from_pretrained`` can load; builds the embedded cache on first use."""
+    """A directory or hub id that ``from_pretrained`` can load; builds the embedded cache on first use. A hub id
+    is checked against the network first (``hub``), so that no network costs seconds, not a minute of retries."""
     found = check(model)
-    return str(_embedded_cache()) if found is None else found
+    if found is None:
+        return str(_embedded_cache())
+    return found if Path(found).expanduser().exists() else hub(found)
+
+
+HUB_PROBE_SECONDS = 3.0
+"""How long ``hub`` waits for a TCP connection to the hub (or the proxy) before calling it unreachable."""
+
+
+def hub(model_id: str) -> str:
+    """``model_id`` when the hub can be reached; else its snapshot in the local hub cache (which loads without the
+    network); else ModelError in one line saying how to point ``--model`` at a local directory. Why: with no
+    network, transformers retries for about a minute before it fails."""
+    from huggingface_hub import constants
+    offline = bool(constants.HF_HUB_OFFLINE)
+    if not offline and _reachable(constants.ENDPOINT):
+        return model_id
+    cached = _hub_snapshot(model_id)
+    if cached is not None:
+        return cached
+    why = "HF_HUB_OFFLINE is set" if offline else f"{constants.ENDPOINT} cannot be reached (no network?)"
+    raise ModelError(f"model {model_id!r} is not a local directory nor in the local hub cache, and {why}: download "
+                     f"it where there is network (`hf download {model_id} --local-dir DIR`), copy DIR here and pass "
+                     "--model DIR")
+
+
+def _hub_snapshot(model_id: str) -> str | None:
+    """The directory of ``model_id``'s cached snapshot (with its config.json), or None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        found = try_to_load_from_cache(model_id, "config.json")
+    except Exception:  # a malformed id or cache: not cached
+        return None
+    return str(Path(found).parent) if isinstance(found, str) else None
+
+
+def _reachable(endpoint: str, timeout: float = HUB_PROBE_SECONDS) -> bool:
+    """Can a TCP connection to ``endpoint``'s host (or the proxy the environment names for it) be opened within
+    ``timeout`` seconds? Run in a thread, so a name lookup that hangs counts against the timeout too."""
+    import socket
+    import threading
+    import urllib.request
+    from urllib.parse import urlparse
+    u = urlparse(endpoint)
+    host, port = u.hostname, u.port or (443 if u.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(u.scheme)
+    if proxy and host and not urllib.request.proxy_bypass(host):
+        pu = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = pu.hostname, pu.port or 80
+    ok = []
+
+    def probe():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            ok.append(True)
+        except (OSError, ValueError):
+            pass
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(ok)
 
 
 def _embedded_cache() -> Path:

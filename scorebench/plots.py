@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from . import metrics as M  # noqa: E402
 from .rundir import RunDir  # noqa: E402
+from .tables import row_label  # noqa: E402
 
 
 def _save(fig, out: Path) -> list[Path]:
@@ -28,8 +29,15 @@ def label_of(run: Path) -> str:
     return RunDir(run).config()["config"]["method"]
 
 
+def labels_of(runs: list[Path]) -> list[str]:
+    """Default labels: "method (task)", so runs of one method on two tasks are told apart; runs that share both
+    (variants of one method) are labelled by their directory name instead, as ``scorebench table`` does."""
+    pairs = [row_label(RunDir(r).config()) for r in runs]
+    return [Path(r).name if pairs.count(p) > 1 else f"{p[0]} ({p[1]})" for r, p in zip(runs, pairs)]
+
+
 def accuracy_bars(runs: list[Path], out: Path, labels: list[str] | None = None) -> list[Path]:
-    labels = labels or [label_of(r) for r in runs]
+    labels = labels or labels_of(runs)
     ms = [M.compute(RunDir(r).episodes()) for r in runs]
     turns = min(m.get("turns", 1) for m in ms)
     x = np.arange(len(runs))
@@ -49,7 +57,7 @@ def accuracy_bars(runs: list[Path], out: Path, labels: list[str] | None = None) 
 
 
 def edit_distance_hist(runs: list[Path], out: Path, labels: list[str] | None = None) -> list[Path]:
-    labels = labels or [label_of(r) for r in runs]
+    labels = labels or labels_of(runs)
     fig, ax = plt.subplots(figsize=(6, 3.5))
     bins = np.linspace(0, 1, 21)
     for r, lab in zip(runs, labels):
@@ -82,7 +90,7 @@ def read_log(run: Path) -> list[dict]:
 
 
 def training_curves(runs: list[Path], out: Path, labels: list[str] | None = None, smooth: int = 5) -> list[Path]:
-    labels = labels or [label_of(r) for r in runs]
+    labels = labels or labels_of(runs)
     logs = [read_log(r) for r in runs]
     keys = [(k, t) for k, t in CURVES if any(k in d for log in logs for d in log)]
     if not keys:

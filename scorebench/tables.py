@@ -19,6 +19,13 @@ have, so some score 1), mean
 generated tokens, second attempts identical to the first (the collapse symptom)."""
 
 
+def later_columns(turns: int) -> list[tuple[str, str]]:
+    """With ``--turns K`` > 2, each later attempt's accuracy and its change from the one before (metrics.json's
+    ``acc_t3``, ``delta_t2t3``, …), after the paper's (t1, t2) columns."""
+    return [c for k in range(3, turns + 1) for c in ((f"acc_t{k}", f"Acc@t{k}"),
+                                                     (f"delta_t{k - 1}t{k}", f"Δ(t{k - 1},t{k})"))]
+
+
 def fmt(m: dict, key: str, ci: bool = True) -> str:
     if key not in m:
         return "–"
@@ -41,9 +48,11 @@ def table(rows: list[tuple[str, str, dict]], ci: bool = True, diagnostics: bool 
     """``rows`` = (method, task, metrics). Percentages with 95% CIs in brackets; ``n_cells`` replaces the n
     column's text (to mark incomplete runs)."""
     turns = max((m.get("turns", 2) for _, _, m in rows), default=2)
-    cols = COLUMNS if turns >= 2 else COLUMNS[:1]
+    cols = (COLUMNS if turns >= 2 else COLUMNS[:1]) + later_columns(turns)
     if diagnostics:
         cols = cols + (DIAGNOSTICS if turns >= 2 else [DIAGNOSTICS[0], DIAGNOSTICS[2]])
+        cols += [c for k in range(3, turns + 1) for c in ((f"truncated_t{k}", f"cut t{k}"),
+                                                            (f"tokens_t{k}", f"tokens t{k}"))]
     head = "| method | task | n | " + " | ".join(h for _, h in cols) + " |"
     sep = "|" + "---|" * (3 + len(cols))
     lines = [head, sep]
