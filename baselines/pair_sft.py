@@ -87,7 +87,7 @@ class PairSFTMethod(Method):
         model, tok = ctx.trainable_model()
         seqs = read_dataset(rd)
         if seqs is None:
-            problems = subset(ctx.task.train(), mcfg.n_problems, derive_seed(tcfg.seed, "problems"))
+            problems = subset(ctx.train_examples(), mcfg.n_problems, derive_seed(tcfg.seed, "problems"))
             params = sampling_params(ctx, tcfg, mcfg.max_new_tokens, seed=derive_seed(tcfg.seed, "samples"))
             eps = sample_traces(ctx, problems, params, ProtocolConfig(turns=1), mcfg.samples_per_problem)
             by_problem = defaultdict(list)

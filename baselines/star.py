@@ -172,7 +172,7 @@ class StarMethod(Method):
             suffix = "" if it == 0 else f"-it{it}"
             seqs = read_dataset(rd, suffix)
             if seqs is None:
-                problems = subset(ctx.task.train(), mcfg.n_problems, derive_seed(tcfg.seed, "problems", it))
+                problems = subset(ctx.train_examples(), mcfg.n_problems, derive_seed(tcfg.seed, "problems", it))
                 params = sampling_params(ctx, tcfg, mcfg.max_new_tokens, seed=derive_seed(tcfg.seed, "samples", it))
                 eps = sample_traces(ctx, problems, params, self.protocol(ctx.config.turns), mcfg.samples_per_problem)
                 kept = filter_star(eps, plus=self.plus)

@@ -35,6 +35,9 @@ from scorebench.metrics import is_correct
 from scorebench.training.rl import RLAlgorithm, rl_train
 
 
+TURN2_CREDITS = ("paper", "unbiased", "per_attempt")
+
+
 @dataclass
 class ScoreConfig:
     stages: str = "I,II"
@@ -64,8 +67,32 @@ class ScoreConfig:
     """KL coefficient toward the reference policy (Stage II both turns, Stage I turn 2; paper: 0.01)."""
     beta2: float = 0.1
     """Stage I KL coefficient on turn 1, keeping the first attempt near the base model (paper: 0.1)."""
+    turn2_credit: str = "paper"
+    """Turn 2's advantage: "paper" (the shaped reward r2 + alpha·(r2 − r1) minus its baseline), "unbiased" (the
+    same without the part that depends on the first attempt only, (1 + alpha)·(r2 − b(r2)): same expected gradient,
+    less noise), or "per_attempt" (``samples_per_attempt`` second attempts of each first attempt, leave-one-out
+    among them: a baseline conditioned on y1, where the r1 term cancels exactly)."""
+    samples_per_attempt: int = 1
+    """Second attempts per first attempt (>= 2 with turn2_credit "per_attempt"; the batch is then
+    problems_per_step × samples_per_problem × samples_per_attempt episodes)."""
 
     def __post_init__(self):
+        for name in ("stage1_steps", "stage2_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("problems_per_step", "samples_per_problem", "samples_per_attempt"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("alpha", "beta1", "beta2"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.turn2_credit not in TURN2_CREDITS:
+            raise ValueError(f"turn2_credit must be one of {', '.join(TURN2_CREDITS)}, got {self.turn2_credit!r}")
+        if (self.turn2_credit == "per_attempt") != (self.samples_per_attempt > 1):
+            raise ValueError("turn2_credit 'per_attempt' needs samples_per_attempt >= 2, and samples_per_attempt > 1 "
+                             "is only for 'per_attempt'")
         if self.baseline not in ("rloo", "mean", "none"):
             raise ValueError(f"baseline must be rloo, mean or none, got {self.baseline!r}")
         if self.stage2_algo not in ("reinforce", "star"):
@@ -75,6 +102,9 @@ class ScoreConfig:
         for s in self.schedule_names():
             if s not in ("I", "II"):
                 raise ValueError(f"stages must list I and II, got {self.stages!r}")
+        if not self.schedule():
+            raise ValueError(f"the schedule {self.stages!r} with stage1_steps={self.stage1_steps}, stage2_steps="
+                             f"{self.stage2_steps} has no optimizer step")
 
     def schedule_names(self) -> list[str]:
         return [s.strip() for s in self.stages.split(",") if s.strip()]
@@ -99,23 +129,33 @@ def baseline_values(returns: np.ndarray, kind: str) -> np.ndarray:
 
 
 def turn_weights(r1: np.ndarray, r2: np.ndarray | None, stage: str, alpha: float, beta1: float, beta2: float,
-                 baseline: str) -> tuple[np.ndarray, np.ndarray]:
+                 baseline: str, credit: str = "paper", m: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Per-episode (loss weight, KL coefficient) per turn, each shaped (problems, samples, turns).
 
     ``r2`` None = single-turn training (one turn). The loss weight is the advantage (the Trainer minimizes
-    −w·log pi, so a positive advantage raises the attempt's probability).
+    −w·log pi, so a positive advantage raises the attempt's probability). ``credit`` is turn 2's (ScoreConfig
+    .turn2_credit); with "per_attempt" the samples axis is k first attempts × ``m`` continuations of each.
     """
     if r2 is None:
         a1 = r1 - baseline_values(r1, baseline)
         return a1[..., None], np.full_like(a1, beta1)[..., None]
+    gain = 1.0 if stage == "I" else 1.0 + alpha  # the weight of r2 in turn 2's reward
+    if credit == "per_attempt":  # leave-one-out among the m continuations of one first attempt: r1 cancels
+        P, km = r2.shape
+        a2 = gain * (r2 - baseline_values(r2.reshape(P * km // m, m), "rloo").reshape(P, km))
+        first = r1.reshape(P, km // m, m)[..., 0]  # one reward per distinct first attempt
+        a1 = np.repeat(first - baseline_values(first, baseline), m, axis=1)
+    elif credit == "unbiased" or stage == "I":  # Stage I has no r1 term: "paper" and "unbiased" agree there
+        a2 = gain * (r2 - baseline_values(r2, baseline))
+        a1 = r1 - baseline_values(r1, baseline)
+    else:  # the paper's: the shaped reward minus its baseline, including alpha·(r1 − b(r1)), which only adds noise
+        shaped = r2 + alpha * (r2 - r1)
+        a2 = shaped - baseline_values(shaped, baseline)
+        a1 = r1 - baseline_values(r1, baseline)
     if stage == "I":
-        a2 = r2 - baseline_values(r2, baseline)
         w = np.stack([np.zeros_like(a2), a2], axis=-1)
         k = np.stack([np.full_like(a2, beta2), np.full_like(a2, beta1)], axis=-1)
         return w, k
-    shaped = r2 + alpha * (r2 - r1)
-    a1 = r1 - baseline_values(r1, baseline)
-    a2 = shaped - baseline_values(shaped, baseline)
     return np.stack([a1, a2], axis=-1), np.full(a1.shape + (2,), beta1)
 
 
@@ -132,6 +172,7 @@ class ScoreAlgorithm(RLAlgorithm):
     def __init__(self, cfg: ScoreConfig):
         self.cfg, self.schedule = cfg, cfg.schedule()
         self.turns = 2 if cfg.multi_turn else 1
+        self.samples_per_attempt = cfg.samples_per_attempt
 
     def n_steps(self) -> int:
         return len(self.schedule)
@@ -142,7 +183,8 @@ class ScoreAlgorithm(RLAlgorithm):
         if stage == "II" and c.stage2_algo == "star" and r2 is not None:
             w, kl = star_weights(r1, r2)
         else:
-            w, kl = turn_weights(r1, r2, stage, c.alpha, c.beta1, c.beta2, c.baseline)
+            w, kl = turn_weights(r1, r2, stage, c.alpha, c.beta1, c.beta2, c.baseline, c.turn2_credit,
+                                 c.samples_per_attempt)
         return w, kl, {"stage": stage}
 
 
@@ -171,7 +213,7 @@ class Score(Method):
         from scorebench.plots import training_curves
         if dist.is_main():
             training_curves([ctx.run_dir.path], trainer.out_dir / "curves", [self.name], smooth=3)
-        return trainer.save_policy(ctx.run_dir.path / "policy")
+        return trainer.validator.save_test_policy(trainer, ctx.run_dir.path / "policy")
 
 
 class ScoreNoStage1(Score):

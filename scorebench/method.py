@@ -46,6 +46,12 @@ class RunContext:
         from .device import resolve
         return models.load(self.config.model, device=resolve(getattr(self.config, "device", "auto")))
 
+    def train_examples(self) -> list[dict]:
+        """The problems a method may train on: the task's train split without its validation pool
+        (``training/validation.py``), so validation curves are never measured on trained problems."""
+        from .training.validation import training_split
+        return training_split(self.task.train())[0]
+
     def sync_policy(self, model) -> None:
         """Tell the engine the policy's weights changed (after an optimizer step, or a new model object)."""
         self.engine.sync_weights(model)

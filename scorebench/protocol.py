@@ -7,6 +7,7 @@ conversations here, so a method cannot quietly evaluate under a different prompt
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -106,11 +107,14 @@ class ProtocolConfig:
 def run_protocol(engine: Engine, task, examples: list[dict], params: SamplingParams,
                  protocol: ProtocolConfig | None = None, samples_per_problem: int = 1,
                  on_episodes: Callable[[list[Episode]], None] | None = None,
-                 chunk_size: int = 64, progress: bool = True, keep_ids: bool = False) -> list[Episode]:
+                 chunk_size: int = 64, progress: bool = True, keep_ids: bool = False,
+                 samples_per_attempt: int = 1) -> list[Episode]:
     """Roll out the protocol on ``examples``; return one Episode per (example, sample).
 
     Turn 1 draws ``samples_per_problem`` samples per problem; each later turn continues its own conversation
-    with one sample. Examples are processed in chunks; ``on_episodes`` receives each finished chunk so a run
+    with one sample. ``samples_per_attempt`` m > 1 (training only) continues each first attempt m times: the
+    episodes of a problem are then its k first attempts × m continuations, first-attempt-major, each a whole
+    conversation sharing its turn 1 with its m − 1 siblings (ids ``id#(k·m + j)``). Examples are processed in chunks; ``on_episodes`` receives each finished chunk so a run
     directory can persist it before the next starts (a killed run keeps what it finished).
     """
     protocol = protocol or ProtocolConfig()
@@ -118,8 +122,11 @@ def run_protocol(engine: Engine, task, examples: list[dict], params: SamplingPar
     episodes: list[Episode] = []
     chunks = [examples[i:i + chunk_size] for i in range(0, len(examples), chunk_size)]
     bar = tqdm(total=len(examples), desc=f"{task.name}: episodes", disable=not progress, unit="problem")
+    if samples_per_attempt < 1 or (samples_per_attempt > 1 and protocol.turns < 2):
+        raise ValueError("samples_per_attempt must be >= 1, and > 1 only with two or more turns")
     for chunk in chunks:
-        eps = _rollout_chunk(engine, task, chunk, params, protocol, instruction, samples_per_problem, keep_ids)
+        eps = _rollout_chunk(engine, task, chunk, params, protocol, instruction, samples_per_problem, keep_ids,
+                             samples_per_attempt)
         if on_episodes:
             on_episodes(eps)
         episodes += eps
@@ -128,7 +135,7 @@ def run_protocol(engine: Engine, task, examples: list[dict], params: SamplingPar
     return episodes
 
 
-def _rollout_chunk(engine, task, chunk, params, protocol, instruction, n, keep_ids) -> list[Episode]:
+def _rollout_chunk(engine, task, chunk, params, protocol, instruction, n, keep_ids, m=1) -> list[Episode]:
     rows: list[tuple[dict, Episode]] = []
     # Turn 1: either the task supplies it (MBPP-R) or the model samples n attempts per problem.
     given = [ex for ex in chunk if ex.get("given_attempt") is not None]
@@ -150,6 +157,10 @@ def _rollout_chunk(engine, task, chunk, params, protocol, instruction, n, keep_i
     pos = {id(ex): i for i, ex in enumerate(chunk)}
     rows.sort(key=lambda r: pos[id(r[0])])  # chunk order (stable within a problem's samples)
     _grade(task, rows, turn_index=0)
+    if m > 1:  # each first attempt continued m times: copies of the conversation so far, new ids
+        rows = [(ex, Episode(id=_eid(ex, int(ep.id.rsplit(SAMPLE_SEP, 1)[1]) * m + j if n > 1 else j, n * m),
+                             turns=[copy.deepcopy(t) for t in ep.turns], meta=dict(ep.meta)))
+                for ex, ep in rows for j in range(m)]
     for t in range(1, protocol.turns):
         if protocol.feedback_prompt:
             _extend(engine, rows, protocol.feedback_prompt, _with(params, seed=stream(f"{t}-feedback")), keep_ids,
@@ -170,11 +181,30 @@ def _extend(engine, rows, user_msg, params, keep_ids, graded=True, desc=None):
 
 
 def _grade(task, rows, turn_index):
-    results = task.evaluate_batch([ex for ex, _ in rows], [ep.turns[turn_index].response for _, ep in rows])
+    turns = [ep.turns[turn_index] for _, ep in rows]
+    results = grade(task, [ex for ex, _ in rows], [t.response for t in turns],
+                    [t.finish_reason != "length" for t in turns])
     for (_, ep), res in zip(rows, results):
         t = ep.turns[turn_index]
         t.reward = float(res["reward"])
         t.info = {k: v for k, v in res.items() if k != "reward"}
+
+
+def grade(task, examples: list[dict], responses: list[str], finished: list[bool]) -> list[dict]:
+    """The one grading rule of training rewards, metrics and tables: ``task.evaluate_batch``, then, under strict
+    grading (``task.grading == "strict"``), an attempt that did not finish (stopped by the token cap) is wrong.
+    Its text-only verdict stays on the record as ``lax_correct`` (so how many rewards the rule flips is counted
+    from episodes). A task without a ``grading`` attribute is graded on its text ("lax")."""
+    if not len(examples) == len(responses) == len(finished):
+        raise ValueError(f"{task.name}: {len(examples)} examples, {len(responses)} responses, "
+                         f"{len(finished)} finished flags")
+    out = task.evaluate_batch(examples, responses)
+    if getattr(task, "grading", "lax") == "strict":
+        for res, fin in zip(out, finished):
+            if not fin:
+                res["cut"], res["lax_correct"] = True, bool(res["correct"])
+                res["correct"], res["reward"] = False, 0.0
+    return out
 
 
 def _turn(prompt: str, c: Completion, keep_ids: bool, graded: bool = True) -> Turn:

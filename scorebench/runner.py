@@ -57,8 +57,14 @@ class RunConfig:
     device: str = "auto"
     """Where to compute: auto (CUDA when available), cpu or cuda. config.json records where the weights were."""
     compute_dtype: str = "auto"
-    """Dtype the HF engine's fast path computes in: auto (bf16 matmuls for float32 weights on a CPU with native
-    bf16, else the weights' dtype), float32 (exact) or bfloat16. The engine's record shows what it chose."""
+    """Dtype the HF engine's fast path computes evaluation in: auto (the weights' dtype: fp32 by default, exact and
+    the same on every CPU and thread count), float32 or bfloat16 (faster on CPUs with AMX; its greedy episodes
+    change with the thread count). Training rollouts compute in the trainer's dtype whatever this says."""
+    rules: int = 2
+    """Version of the rules that decide results without a flag of their own (not a CLI flag): 1 = runs before
+    strict grading and exact CPU evaluation (cut attempts graded on their text, bf16 CPU compute by default);
+    2 = strict grading and fp32 CPU evaluation by default. Part of the key, so a run of other rules is never
+    reused as this config's."""
 
     def record(self) -> dict:
         """The config as ``config.json`` records it and the key hashes it: every field, except one added after

@@ -20,14 +20,49 @@ def test_splits_are_seeded_disjoint_and_correct():
         assert ex["answer"] >= 0 and _solve(ex["problem"]) == ex["answer"], ex["problem"]
 
 
-def test_grading_last_integer_or_box():
+def test_strict_grading_reads_the_final_answer():
+    """The strict rule's extraction, on the model's habits and on the old extractor's misreadings."""
     ex = {"answer": 12, "problem": "", "steps": 1}
     t = Arith(n_train=1, n_test=1)
-    assert t.reward(ex, "7 + 5 = 12") == 1.0
+    for resp, want in [
+        ("7 + 5 = 12", 1.0),
+        ("Max has 7 + 5 = 12 pens now.", 1.0),               # a one-sentence answer
+        ("The answer is 12. Then 3 more.", 1.0),            # "the answer is" wins over later numbers
+        ("\\boxed{12} and later 3", 1.0),                    # a box wins over later numbers
+        ("7 + 5 = 12\n#### 12\nStep 3", 1.0),                # the number after the last ####
+        ("#### 3\nso 12", 0.0),
+        ("12.0", 1.0), ("\\boxed{12.0}", 1.0),                # the old extractor read 0
+        ("12 apples (Step 2)", 1.0),                         # a step label is no answer (old: 2)
+        ("1,2", 0.0), ("3,12", 1.0),                          # a list's last number (old: 12 and 312)
+        ("12.5", 0.0), ("-12", 0.0), ("no numbers", 0.0),
+    ]:
+        assert t.reward(ex, resp) == want, resp
+    assert Arith(n_train=1, n_test=1).extract("1,200 in all") == 1200
+
+
+def test_lax_rule_is_the_old_one_for_the_record():
+    ex = {"answer": 12, "problem": "", "steps": 1}
+    t = Arith(n_train=1, n_test=1, grading="lax")
     assert t.reward(ex, "The answer is 12. Then 3 more.") == 0.0  # the last integer counts
-    assert t.reward(ex, "\\boxed{12} and later 3") == 1.0         # a box wins over later numbers
     assert t.reward(ex, "1,2") == 1.0 and extract_answer("no numbers") is None
-    assert t.reward(ex, "-12") == 0.0
+    assert t.reward(ex, "\\boxed{12.0}") == 0.0
+
+
+def test_cut_attempts_are_wrong_under_strict_grading_only():
+    """protocol.grade: an attempt stopped by the token cap counts as wrong (its text verdict kept as
+    lax_correct); a finished one is graded on its text; lax grading ignores the cap."""
+    from scorebench.protocol import grade
+    t = Arith(n_train=5, n_test=5)
+    ex = {"answer": 12, "problem": "", "steps": 1}
+    out = grade(t, [ex, ex, ex], ["5 + 7 = 12", "5 + 7 = 12", "5 + 7 = 1"], [True, False, False])
+    assert [r["reward"] for r in out] == [1.0, 0.0, 0.0]
+    assert "cut" not in out[0] and out[1]["cut"] and out[1]["lax_correct"] and not out[2]["lax_correct"]
+    lax = grade(Arith(n_train=5, n_test=5, grading="lax"), [ex, ex], ["5 + 7 = 12"] * 2, [True, False])
+    assert [r["reward"] for r in lax] == [1.0, 1.0]
+    assert Arith(n_train=5, n_test=5).describe()["grading"] == "strict"
+    import pytest
+    with pytest.raises(ValueError, match="grading"):
+        Arith(grading="loose")
 
 
 def test_extract_is_what_evaluate_grades():
@@ -35,7 +70,7 @@ def test_extract_is_what_evaluate_grades():
     from scorebench.registry import TASKS
     t = TASKS.get("arith")(n_train=1, n_test=1)
     ex = dict(t.test()[0], answer=7)
-    for resp, want in [("so 3 + 4 = 7", 7), ("\\boxed{7} then 12", 7), ("no number", None), ("-3, then 1,200", 1200)]:
+    for resp, want in [("so 3 + 4 = 7", 7), ("\\boxed{7} then 12", 7), ("no number", None), ("-3, then 1,200", 1200), ("7.0", 7)]:
         assert t.extract(resp) == want and t.evaluate(ex, resp)["pred"] == want
     m = TASKS.get("math500")()
     assert m.extract("so \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}" and m.extract("none") is None

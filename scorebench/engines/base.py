@@ -81,6 +81,13 @@ class Engine(ABC):
         update in place; None when it holds its own copy of the weights (then ``sync_weights`` pushes them)."""
         return None
 
+    def use_compute_dtype(self, dtype: str) -> str:
+        """Compute in ``dtype`` ("float32" or "bfloat16") from now on, where the engine has a compute dtype of its
+        own; returns the dtype it computes in. The RL loop calls it so that rollouts are sampled in the precision
+        the trainer computes their log-probabilities in (one precision: the loss is on-policy in fact, not only in
+        name). Engines that decide their own arithmetic (vLLM) keep it and say which."""
+        return getattr(self, "compute_dtype", dtype)
+
     def sync_weights(self, model) -> None:
         """The policy ``model``'s weights changed: sample from them from now on (a no-op for engines that read
         the live model)."""

@@ -76,12 +76,12 @@ class HFEngine(Engine):
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         self._runner: _FastLlama | None = None
+        self._pack = pack
         self.fast = bool(fast) and _FastLlama.supports(model)
         if self.fast:
             base_dtype = next(model.parameters()).dtype
-            if compute_dtype == "auto":
-                on_cpu = next(model.parameters()).device.type == "cpu"
-                cd = torch.bfloat16 if (on_cpu and base_dtype == torch.float32 and bf16_native()) else base_dtype
+            if compute_dtype == "auto":  # the weights' dtype: exact, and the same greedy episodes on any CPU and
+                cd = base_dtype            # thread count (bf16 compute is one flag away, timed by `bench`)
             else:
                 cd = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[compute_dtype]
             self._runner = _FastLlama(model, cd, pack=pack, decode=_decode_mode(decode, model))
@@ -95,6 +95,14 @@ class HFEngine(Engine):
 
     def trainable_model(self):
         return self.model, self.tokenizer
+
+    def use_compute_dtype(self, dtype: str) -> str:
+        if self._runner is not None:
+            cd = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+            if cd != self._runner.dtype:
+                self._runner = _FastLlama(self.model, cd, pack=self._pack,
+                                          decode=self._runner.decode_mode)
+        return self.compute_dtype
 
     def sync_weights(self, model) -> None:
         """Sample from ``model`` from now on: the same object is refreshed (its snapshot is rebuilt), another one
@@ -294,10 +302,11 @@ class _FastLlama:
                            _weight(f.down_proj).to(dt).contiguous()))
         self.norm = m.model.norm.weight.detach().float()
         self.embed = _weight(m.get_input_embeddings()).detach()
-        self.lm_head = _weight(m.get_output_embeddings()).to(dt).contiguous()
+        # The output layer stays fp32 whatever the compute dtype: bf16 logits are rounded to ~0.06 nats, more than
+        # any other step loses, and the trainer's loss computes them in fp32 too (one precision for both sides).
+        self.lm_head = _weight(m.get_output_embeddings()).float().contiguous()
         if self.packed:  # indices 1, 3, 6, 7 of a layer tuple are its matmul weights
             layers = [tuple(_pack(w) if j in (1, 3, 6, 7) else w for j, w in enumerate(lw)) for lw in layers]
-            self.lm_head = _pack(self.lm_head)
         snapshot = (layers, self.norm, self.embed, self.lm_head)
         if any(st.graph is not None for st in self.static.values()):
             if _copy_into(self._snapshot, snapshot):
@@ -346,7 +355,9 @@ class _FastLlama:
         return x + self._linear(F.silu(gu[..., :i]) * gu[..., i:], lw[7])
 
     def _logits(self, x):
-        return self._linear(self._rms(x, self.norm), self.lm_head).float()
+        """fp32 logits from the fp32 residual stream: the final norm and the output layer in fp32 (as the trainer)."""
+        x = x.float()
+        return F.linear(x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.norm, self.lm_head)
 
     def prefill(self, ids: list[int]):
         """Run one prompt; return (per-layer K and V [n_kv, L, hd] in the compute dtype, last-token logits)."""

@@ -6,8 +6,13 @@ the embedded model solves part of the time, so Δ, i→c and c→i are measurabl
 
 Problems are a chain of ``steps`` small updates to one quantity ("Mia has 7 pens. She buys 4 more. She gives
 away 3. How many pens does Mia have now?"), operands in [1, max_operand], never negative. The train and test
-splits come from different seeds and share no problem text. Grading is exact: the last ``\\boxed{}`` if the
-response has one, else the last integer in the response (the model rarely boxes).
+splits come from different seeds and share no problem text. Grading (``grading="strict"``, the default) is exact
+and counts only finished attempts: an attempt stopped by the token cap is wrong (``Task.grade``), and a finished
+one is right when its final answer equals the gold — the number after the last ``####`` (the model's GSM8K habit),
+else in the last ``\\boxed{}``, else after the last "the answer is", else the last number of the text (a one-sentence
+answer, "Max has 8 + 5 = 13 pens now.", is a right answer to "Answer with the final number."). Step labels
+("(Step 2)") are not answers; "7.0" is 7; "1,200" is 1200 but "1,2" is a list whose last number is 2.
+``grading="lax"`` is the rule runs used before: the last boxed or last integer of whatever text there is, cut or not.
 """
 from __future__ import annotations
 
@@ -24,7 +29,13 @@ ADD = ["{s} buys {n} more.", "{s} finds {n} more.", "A friend gives {o} {n} more
 SUB = ["{s} gives away {n}.", "{s} loses {n}.", "{s} eats {n}.", "{s} sells {n}."]
 INSTRUCTION = "Answer with the final number."
 
-_INT = re.compile(r"-?\d[\d,]*")
+_INT = re.compile(r"-?\d[\d,]*")  # the lax rule's number
+_NUM = re.compile(r"(?<![\d.])-?(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?:\.\d+)?")
+"""A number: digits with an optional decimal part; commas only as thousands separators ("1,200"), so "1,2" is
+two numbers; a minus only where no digit precedes it ("5-3" is 5 and 3)."""
+_LABEL = re.compile(r"(?:step|part|case)\s*$", re.IGNORECASE)
+_ANSWER_IS = re.compile(r"the\s+(?:final\s+)?answer\s+is", re.IGNORECASE)
+GRADINGS = ("strict", "lax")
 
 
 @dataclass
@@ -42,10 +53,41 @@ class ArithConfig:
     hard_fraction: float = 0.0
     """Fraction of problems with ``steps + 1`` updates (a mixture of difficulties: the easy ones carry a learning
     signal, the hard ones keep the first attempt below the ceiling, so self-correction has room)."""
+    grading: str = "strict"
+    """"strict" (finished attempts only, final-answer extraction) or "lax" (the earlier rule, for the record)."""
+
+
+def _number(s: str) -> int | float:
+    x = float(s.replace(",", ""))
+    return int(x) if x.is_integer() else x
+
+
+def _numbers(text: str) -> list[str]:
+    """The numbers of ``text`` in order, without step labels."""
+    return [m.group() for m in _NUM.finditer(text) if not _LABEL.search(text[:m.start()])]
+
+
+def extract_final(response: str) -> int | float | None:
+    """The strict rule's final answer (module docstring); None when the response states no number."""
+    from ..grading.math import last_boxed
+    if "####" in response:
+        found = _numbers(response.rsplit("####", 1)[1])
+        return _number(found[0]) if found else None
+    boxed = last_boxed(response)
+    if boxed is not None:
+        found = _numbers(boxed)
+        return _number(found[-1]) if found else None
+    said = list(_ANSWER_IS.finditer(response))
+    if said:
+        found = _numbers(response[said[-1].end():])
+        if found:
+            return _number(found[0])
+    found = _numbers(response)
+    return _number(found[-1]) if found else None
 
 
 def extract_answer(response: str) -> int | None:
-    """The last ``\\boxed{}`` integer if any, else the last integer in the text; None when there is none."""
+    """The lax rule: the last ``\\boxed{}`` integer if any, else the last integer in the text; None when none."""
     from ..grading.math import last_boxed
     boxed = last_boxed(response)
     text = boxed if boxed is not None else response
@@ -82,13 +124,16 @@ def make_problem(rng: random.Random, steps: int, max_operand: int, hard_fraction
 @TASKS.register("arith")
 class Arith(Task):
     kind = "math"
-    max_new_tokens = 64
+    max_new_tokens = 128
     description = "integer word problems of adjustable difficulty (CPU-scale; the embedded model solves some)"
 
     def __init__(self, steps: int = ArithConfig.steps, max_operand: int = ArithConfig.max_operand,
                  n_train: int = ArithConfig.n_train, n_test: int = ArithConfig.n_test, seed: int = ArithConfig.seed,
-                 hard_fraction: float = ArithConfig.hard_fraction):
-        self.cfg = ArithConfig(steps, max_operand, n_train, n_test, seed, hard_fraction)
+                 hard_fraction: float = ArithConfig.hard_fraction, grading: str = ArithConfig.grading):
+        self.cfg = ArithConfig(steps, max_operand, n_train, n_test, seed, hard_fraction, grading)
+        if grading not in GRADINGS:
+            raise ValueError(f"{self.name}: grading must be one of {', '.join(GRADINGS)}, got {grading!r}")
+        self.grading = grading
         if steps < 1 or max_operand < 1:
             raise ValueError(f"{self.name}: steps and max_operand must be >= 1")
         if not 0.0 <= hard_fraction <= 1.0:
@@ -124,9 +169,10 @@ class Arith(Task):
         return {"steps": example["steps"]}
 
     def extract(self, response):
-        return extract_answer(response)
+        return extract_final(response) if self.grading == "strict" else extract_answer(response)
 
     def evaluate(self, example, response):
+        """Text only; ``Task.grade`` adds the finished-attempt rule under strict grading."""
         pred = self.extract(response)
         return {"correct": pred is not None and pred == int(example["answer"]), "pred": pred}
 
@@ -146,5 +192,5 @@ class ArithMix(Arith):
 
     def __init__(self, steps: int = ArithConfig.steps, max_operand: int = ArithConfig.max_operand,
                  n_train: int = ArithConfig.n_train, n_test: int = ArithConfig.n_test, seed: int = ArithConfig.seed,
-                 hard_fraction: float = 0.5):
-        super().__init__(steps, max_operand, n_train, n_test, seed, hard_fraction)
+                 hard_fraction: float = 0.5, grading: str = ArithConfig.grading):
+        super().__init__(steps, max_operand, n_train, n_test, seed, hard_fraction, grading)

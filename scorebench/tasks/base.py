@@ -44,6 +44,10 @@ class Task:
     correction_instruction: str = SELF_CORRECTION_INSTRUCTION
     max_new_tokens: int = 256
     """Default tokens per attempt (``--max-new-tokens`` overrides)."""
+    grading: str = "lax"
+    """How an attempt cut by the token cap counts (``protocol.grade``): "strict" = wrong, whatever its text holds (math tasks: a cut
+    attempt's last number is an intermediate step, not an answer); "lax" = graded on the text it has (code tasks,
+    whose graders already need a whole program)."""
 
     def train(self) -> list[dict]:
         """Training examples; each a dict with at least ``id``."""
@@ -87,4 +91,5 @@ class Task:
         return out
 
     def describe(self) -> dict:
-        return {"task": self.name, "kind": self.kind}
+        return {"task": self.name, "kind": self.kind, "grading": self.grading}
+

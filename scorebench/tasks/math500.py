@@ -37,7 +37,12 @@ class Math500(Task):
     max_new_tokens = 512
     description = "MATH500 test / 12k MATH train (PRM800K splits); boxed answers graded with math-verify"
 
-    def __init__(self) -> None:
+    def __init__(self, grading: str = "strict") -> None:
+        """``grading``: "strict" (an attempt cut by the token cap is wrong: ``Task.grade``) or "lax" (graded on the
+        text it has, the rule of runs before strict grading)."""
+        if grading not in ("strict", "lax"):
+            raise ValueError(f"{self.name}: grading must be strict or lax, got {grading!r}")
+        self.grading = grading
         self._test: list[dict] | None = None
         self._train: list[dict] | None = None
 

@@ -76,6 +76,14 @@ class TrainConfig:
     """Recompute activations in backward to save memory."""
     temperature: float = 1.0
     """Sampling temperature for training rollouts and data (paper: 1.0); policy-gradient losses use it too."""
+    val_problems: int = 200
+    """Problems of the validation pool (carved from the train split, never trained on) the policy is evaluated on,
+    greedy, two turns, during RL training (``train/val_log.jsonl``); 0 = no validation."""
+    val_every: int = 0
+    """Validate every N optimizer steps (and at step 0 and the end); 0 = sized after the first step so that
+    validation takes at most a fifth of training time."""
+    select: str = "final"
+    """Which policy the test evaluates: "final", or "best_val_delta" (the validation point of the highest Δ)."""
 
     def __post_init__(self):
         if isinstance(self.betas, list):
@@ -86,6 +94,8 @@ class TrainConfig:
             raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {self.kl_estimator!r}{why}")
         if self.loss_normalization not in ("tokens", "sequences"):
             raise ValueError(f"loss_normalization must be 'tokens' or 'sequences', got {self.loss_normalization!r}")
+        if self.select not in ("final", "best_val_delta"):
+            raise ValueError(f"select must be 'final' or 'best_val_delta', got {self.select!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.dtype not in ("float32", "bfloat16", "auto"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,15 @@ from ..protocol import Episode, ProtocolConfig, run_protocol
 from ..seeding import derive_seed
 from .sequences import episode_to_sequences
 from .trainer import Trainer, drop_steps_after
+from .validation import Validator, plot_val_log
 
 
 class RLAlgorithm:
     """The hook an on-policy algorithm implements."""
     turns: int = 2
     """Attempts per rollout (the protocol's K)."""
+    samples_per_attempt: int = 1
+    """Second attempts sampled from each first attempt (m > 1: the turn-2 baseline can be conditioned on y1)."""
 
     def n_steps(self) -> int:
         raise NotImplementedError
@@ -47,6 +51,13 @@ def make_trainer(model, tok, tcfg, out, n_steps: int, device: str | None = None)
     trainer = Trainer(model, tok, tcfg, out, temperature=tcfg.temperature, device=device)
     trainer.planned_steps = n_steps
     return trainer
+
+
+def rollout_dtype(engine, trainer: Trainer) -> str:
+    """One precision: the engine samples rollouts in the dtype the trainer computes their log-probabilities in
+    (bf16 autocast with AMX, else fp32: ``TrainConfig.resolved_dtype``), so the loss is on-policy in fact.
+    Returns the dtype the engine now computes in."""
+    return engine.use_compute_dtype(trainer.cfg.resolved_dtype(trainer.accelerator.device.type))
 
 
 def rollout_stats(eps: list[Episode]) -> dict:
@@ -74,42 +85,55 @@ def rl_train(ctx, algo: RLAlgorithm, tcfg, problems_per_step: int, samples_per_p
     model, tok = ctx.trainable_model()
     n = algo.n_steps()
     trainer = make_trainer(model, tok, tcfg, out, n)
-    ctx.run_dir.update_config(train_device=str(trainer.accelerator.device),
-                              train_dtype=tcfg.resolved_dtype(trainer.accelerator.device.type))
+    train_dtype = tcfg.resolved_dtype(trainer.accelerator.device.type)
+    ctx.run_dir.update_config(train_device=str(trainer.accelerator.device), train_dtype=train_dtype)
     trainer.resume()
     ctx.sync_policy(trainer.model)
+    ctx.run_dir.update_config(rollout_compute_dtype=rollout_dtype(ctx.engine, trainer))
     log = out / "rollouts.jsonl"
+    task, train = ctx.task, ctx.train_examples()
+    max_new = max_new_tokens or task.max_new_tokens
+    val = Validator(ctx, tcfg, out, n, max_new)
     if dist.is_main():
         drop_steps_after(log, trainer.step_count)
-    task, train = ctx.task, ctx.task.train()
+        drop_steps_after(val.log, trainer.step_count)
     k, P = samples_per_problem, min(problems_per_step, len(train))
+    m = algo.samples_per_attempt if algo.turns >= 2 else 1
     if P < dist.world():
         from ..checks import UsageError
         raise UsageError(f"problems_per_step ({P}) must be at least the number of processes ({dist.world()}): "
                          "each process samples whole problems")
     proto = ProtocolConfig(turns=algo.turns)
-    max_new = max_new_tokens or task.max_new_tokens
     bar = tqdm(total=n, initial=trainer.step_count, desc=desc, unit="step", disable=not dist.is_main())
+    val(trainer.step_count, trainer)
     while trainer.step_count < n:
         step = trainer.step_count
+        t_step = time.time()
         problems = random.Random(derive_seed(tcfg.seed, "problems", step)).sample(train, P)
         params = SamplingParams(temperature=tcfg.temperature, max_new_tokens=max_new, n=k,
                                 seed=derive_seed(tcfg.seed, "rollouts", step))
         mine = dist.shard(problems)
         eps = run_protocol(ctx.engine, task, mine, params, proto, samples_per_problem=k, keep_ids=True,
-                           progress=False, chunk_size=len(mine))
-        stats, extra, everyone = learn_step(trainer, algo, tok, step, eps, k)
+                           progress=False, chunk_size=len(mine), samples_per_attempt=m)
+        stats, extra, everyone = learn_step(trainer, algo, tok, step, eps, k * m)
         ctx.sync_policy(trainer.model)
         if rollout_log and dist.is_main():
             with open(log, "a", encoding="utf-8") as f:
                 for e in everyone:
                     f.write(json.dumps({"step": trainer.step_count, **extra, **e.to_json()}) + "\n")
+        val.resolve_every(time.time() - t_step)
+        row = val(trainer.step_count, trainer)
         if tcfg.save_every and trainer.step_count % tcfg.save_every == 0:
             trainer.save_checkpoint()
         bar.update(1)
         bar.set_postfix(**{k_: v for k_, v in extra.items() if isinstance(v, str)},
-                        r1=f"{stats['reward_t1']:.2f}", r2=f"{stats.get('reward_t2', 0):.2f}")
+                        r1=f"{stats['reward_t1']:.2f}", r2=f"{stats.get('reward_t2', 0):.2f}",
+                        **({"val_delta": f"{row['delta']:+.3f}"} if row else {}))
     bar.close()
+    val(trainer.step_count, trainer)  # the end point when a resumed run had finished its steps already
+    if dist.is_main() and val.enabled:
+        plot_val_log(val.log, out / "val_curves.png")
+    trainer.validator = val
     return trainer
 
 

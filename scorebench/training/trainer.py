@@ -50,7 +50,10 @@ class SelectedLogits(torch.nn.Module):
         capped = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
         if decoder is not None and head is not None and not capped:
             h = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-            return head(h[rows, cols])
+            # the output layer in fp32 even under bf16 autocast: bf16 logits are rounded to ~0.06 nats, and the
+            # engine computes the rollouts' logits in fp32 too (one precision for sampler and loss)
+            with torch.autocast(device_type=h.device.type, enabled=False):
+                return head(h[rows, cols].float())
         # a model without the split (or with logit soft-capping): full logits, then select
         return model(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols]
 

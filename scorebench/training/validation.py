@@ -1,0 +1,187 @@
+"""Validation curves: the current policy, greedy, under the two-turn protocol, on a fixed split carved from the
+train split — so a run shows when self-correction appears and what it costs the first attempt, and a
+configuration can be chosen without looking at test numbers.
+
+Why a carve, not a new split: only the train split exists for every task. The validation pool is a fixed set of
+train problems (chosen by a hash of their ids, so it does not depend on the split's order or on any seed), and
+training never sees it (``training_split``). Why greedy and fp32: the curve must change only when the policy
+does, not with the sampler's noise or the thread count.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .. import dist
+from ..engines.base import SamplingParams
+from ..metrics import _point, correctness
+from ..protocol import ProtocolConfig, run_protocol
+
+VAL_POOL = 500
+"""Train problems set aside for validation (at most a fifth of a small train split)."""
+SELECTS = ("final", "best_val_delta")
+VAL_FIELDS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i")
+
+
+def _rank(example) -> str:
+    return hashlib.sha256(str(example["id"]).encode()).hexdigest()
+
+
+def pool_size(n_train: int) -> int:
+    return min(VAL_POOL, n_train // 5)
+
+
+def training_split(train: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(problems to train on, validation pool): the pool is the ``pool_size`` train problems whose id hashes
+    lowest, in that order; the rest keep their order. Every method that trains draws from the first part only."""
+    k = pool_size(len(train))
+    pool = sorted(train, key=_rank)[:k]
+    held = {str(ex["id"]) for ex in pool}
+    return [ex for ex in train if str(ex["id"]) not in held], pool
+
+
+def validation_points(n_steps: int, every: int) -> list[int]:
+    """Steps after which the policy is validated: 0 (the starting policy), every ``every`` steps, and the end."""
+    return sorted({0, n_steps, *range(every, n_steps, every)}) if every > 0 else [0, n_steps]
+
+
+def auto_every(val_seconds: float, step_seconds: float, share: float = 0.2) -> int:
+    """The validation interval that keeps validation at most ``share`` of training time: one validation of
+    ``val_seconds`` per ``every`` steps of ``step_seconds``."""
+    return max(1, math.ceil(val_seconds / (share * max(step_seconds, 1e-9))))
+
+
+def evaluate(ctx, problems: list[dict], max_new_tokens: int, seed: int = 0) -> dict:
+    """The policy the engine holds now, greedy, two turns, on ``problems``, in fp32 (the engine returns to the
+    rollouts' compute dtype after). Every rank evaluates its share; all get the metrics."""
+    engine = ctx.engine
+    before = getattr(engine, "compute_dtype", "float32")
+    engine.use_compute_dtype("float32")
+    try:
+        params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens, seed=seed)
+        mine = dist.shard(problems)
+        eps = run_protocol(engine, ctx.task, mine, params, ProtocolConfig(turns=2), progress=False,
+                           chunk_size=max(1, len(mine))) if mine else []
+    finally:
+        engine.use_compute_dtype(before)
+    everyone = [e for part in dist.gather(eps) for e in part]
+    c = correctness(everyone)
+    out = {k: v for k, v in _point(c).items() if k in VAL_FIELDS}
+    out["n"] = len(everyone)
+    out["cut_t1"] = sum(e.attempts[0].finish_reason == "length" for e in everyone) / max(1, len(everyone))
+    out["cut_t2"] = sum(e.attempts[1].finish_reason == "length" for e in everyone) / max(1, len(everyone))
+    return out
+
+
+class Validator:
+    """Validation during a training run: ``val_problems`` of the pool every ``val_every`` steps (0 = sized after
+    the first step so validation takes at most a fifth of training time), lines in RUN/train/val_log.jsonl, and,
+    with ``select="best_val_delta"``, the policy of the best validation Δ kept in RUN/train/best_policy."""
+
+    def __init__(self, ctx, tcfg, out_dir: Path, n_steps: int, max_new_tokens: int):
+        self.ctx, self.n_steps, self.max_new = ctx, n_steps, max_new_tokens
+        self.n, self.every, self.select = tcfg.val_problems, tcfg.val_every, tcfg.select
+        self.log = Path(out_dir) / "val_log.jsonl"
+        self.best_dir = Path(out_dir) / "best_policy"
+        self.problems = training_split(ctx.task.train())[1][:self.n]
+        recorded = ctx.run_dir.config().get("val_every_resolved")
+        if not self.every and recorded:
+            self.every = recorded  # a resumed run keeps the interval it chose
+        self._val_seconds = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.n > 0 and bool(self.problems)
+
+    def rows(self) -> list[dict]:
+        if not self.log.exists():
+            return []
+        return [json.loads(x) for x in self.log.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+    def due(self, step: int) -> bool:
+        """Is the policy after ``step`` optimizer steps to be validated (and not yet)?"""
+        if not self.enabled or any(r["step"] == step for r in self.rows()):
+            return False
+        if step in (0, self.n_steps):
+            return True
+        return bool(self.every) and step % self.every == 0
+
+    def resolve_every(self, step_seconds: float) -> None:
+        """Fix the automatic interval once, from the first validation's and the first step's wall times."""
+        if self.enabled and not self.every and self._val_seconds is not None:
+            self.every = auto_every(self._val_seconds, step_seconds)
+            self.ctx.run_dir.update_config(val_every_resolved=self.every)
+
+    def __call__(self, step: int, trainer) -> dict | None:
+        if not self.due(step):
+            return None
+        t0 = time.time()
+        m = evaluate(self.ctx, self.problems, self.max_new, seed=0)
+        self._val_seconds = time.time() - t0
+        row = {"step": step, **m, "seconds": round(self._val_seconds, 1)}
+        best = self.best()
+        if dist.is_main():
+            with open(self.log, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+        if self.select == "best_val_delta" and (best is None or m["delta"] > best["delta"]):
+            trainer.save_policy(self.best_dir)  # rank 0 writes; the policy the test will use if none beats it
+            if dist.is_main():
+                (self.best_dir / "step.json").write_text(json.dumps({"step": step, "delta": m["delta"]}))
+        return row
+
+    def best(self) -> dict | None:
+        """The validation point of the highest Δ (the earliest among equals)."""
+        rows = self.rows()
+        return max(rows, key=lambda r: (r["delta"], -r["step"])) if rows else None
+
+    def save_test_policy(self, trainer, path: str | Path) -> Path:
+        """Write the policy the test evaluates to ``path`` — the final one, or under ``select="best_val_delta"``
+        the kept policy of the best validation Δ — and record its step in config.json (``test_policy_step``)."""
+        path = Path(path)
+        kept = self.best_dir / "step.json"
+        if self.select == "best_val_delta" and kept.exists():
+            step = json.loads(kept.read_text())["step"]
+            if dist.is_main():
+                tmp = path.parent / f".tmp-{path.name}"
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(self.best_dir, tmp)
+                shutil.rmtree(path, ignore_errors=True)
+                os.replace(tmp, path)
+            dist.barrier()
+        else:
+            step = trainer.step_count
+            trainer.save_policy(path)
+        self.ctx.run_dir.update_config(test_policy_step=step, select=self.select)
+        return path
+
+
+def plot_val_log(log_path: str | Path, out_png: str | Path) -> Path | None:
+    """Validation Acc@t1, Acc@t2 and Δ (with i→c and c→i) by step."""
+    rows = [json.loads(x) for x in Path(log_path).read_text().splitlines() if x.strip()] if Path(log_path).exists() else []
+    if not rows:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    xs = [r["step"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3))
+    for k, lab in (("acc_t1", "Acc@t1"), ("acc_t2", "Acc@t2")):
+        a.plot(xs, [100 * r[k] for r in rows], marker="o", label=lab)
+    a.set_title(f"validation accuracy (n={rows[-1]['n']})")
+    for k, lab in (("delta", "Δ"), ("delta_i2c", "Δ i→c"), ("delta_c2i", "Δ c→i")):
+        b.plot(xs, [100 * r[k] for r in rows], marker="o", label=lab)
+    b.axhline(0, color="grey", lw=0.5)
+    b.set_title("validation Δ(t1, t2)")
+    for ax in (a, b):
+        ax.set_xlabel("step")
+        ax.set_ylabel("%")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return Path(out_png)

@@ -1,0 +1,89 @@
+"""Validation curves: a fixed pool carved from the train split, never trained on; greedy two-turn points in
+train/val_log.jsonl at step 0, every val_every steps and the end; select=best_val_delta; the automatic interval."""
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from scorebench.engines.hf import HFEngine
+from scorebench.method import RunContext
+from scorebench.protocol import problem_id
+from scorebench.registry import METHODS
+from scorebench.rundir import RunDir
+from scorebench.tasks.arith import Arith
+from scorebench.training.validation import auto_every, training_split, validation_points
+
+
+def test_pool_is_fixed_disjoint_and_order_free():
+    train = Arith(n_train=100, n_test=5).train()
+    rest, pool = training_split(train)
+    assert len(pool) == 20 and len(rest) == 80
+    assert not {e["id"] for e in rest} & {e["id"] for e in pool}
+    assert [e["id"] for e in rest] == [e["id"] for e in train if e not in pool]  # order kept
+    rest2, pool2 = training_split(list(reversed(train)))
+    assert [e["id"] for e in pool2] == [e["id"] for e in pool]
+    assert training_split(Arith(n_train=5000, n_test=5).train())[1].__len__() == 500
+
+
+def test_points_and_auto_interval():
+    assert validation_points(10, 4) == [0, 4, 8, 10]
+    assert validation_points(8, 0) == [0, 8]
+    assert auto_every(val_seconds=30, step_seconds=100) == 2   # 30 / 2 steps of 100 s = 15% <= 20%
+    assert auto_every(val_seconds=10, step_seconds=100) == 1
+    assert auto_every(val_seconds=100, step_seconds=100) == 5
+
+
+def _ctx(tmp_path, tiny_model_dir, select, val_every=1):
+    from scorebench import models
+    model, tok = models.load(str(tiny_model_dir))
+    engine = HFEngine(model=model, tokenizer=tok, compute_dtype="float32", batch_size=8)
+    preset = tmp_path / "p.json"
+    preset.write_text(json.dumps({"lr": 5e-2, "batch_size": 4, "dtype": "float32", "temperature": 1.0,
+                                  "val_problems": 3, "val_every": val_every, "select": select,
+                                  "score": {"stage1_steps": 1, "stage2_steps": 2, "problems_per_step": 2,
+                                            "samples_per_problem": 2, "max_new_tokens": 6}}))
+    cfg = SimpleNamespace(method="score", seed=0, turns=2, max_new_tokens=None, batch_size=8,
+                          model=str(tiny_model_dir), device="cpu", dtype="float32",
+                          method_args={"preset": str(preset)})
+    rd = RunDir(tmp_path / "run")
+    rd.path.mkdir()
+    rd.init({"config": {"method": "score"}})
+    return RunContext(config=cfg, task=Arith(n_train=20, n_test=2), engine=engine, run_dir=rd), rd
+
+
+@pytest.mark.parametrize("select", ["final", "best_val_delta"])
+def test_score_writes_validation_points_and_records_the_tested_step(tiny_model_dir, tmp_path, select):
+    ctx, rd = _ctx(tmp_path, tiny_model_dir, select)
+    policy = METHODS.get("score")().train(ctx)
+    rows = [json.loads(x) for x in (rd.path / "train" / "val_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]
+    for r in rows:
+        assert r["n"] == 3 and set(r) >= {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"}
+        assert r["delta"] == pytest.approx(r["acc_t2"] - r["acc_t1"])
+        assert r["delta"] == pytest.approx(r["delta_i2c"] - r["delta_c2i"])
+    # validation problems are never trained on
+    pool = {e["id"] for e in training_split(ctx.task.train())[1]}
+    trained = {problem_id(json.loads(x)["id"]) for x in (rd.path / "train" / "rollouts.jsonl").read_text().splitlines()}
+    assert trained and not trained & pool
+    conf = rd.config()
+    best = max(rows, key=lambda r: (r["delta"], -r["step"]))["step"]
+    assert conf["test_policy_step"] == (3 if select == "final" else best) and conf["select"] == select
+    assert json.loads((policy / ".complete").read_text())["step"] == conf["test_policy_step"]
+    assert (rd.path / "train" / "val_curves.png").exists()
+    assert conf["rollout_compute_dtype"] == "float32"
+
+
+def test_validation_evaluates_in_fp32_and_restores_the_rollout_dtype(tiny_model_dir, tmp_path):
+    from scorebench.training.validation import evaluate
+    ctx, _ = _ctx(tmp_path, tiny_model_dir, "final")
+    seen = []
+    real = ctx.engine.generate
+
+    def spy(convs, params, desc=None):
+        seen.append((ctx.engine.compute_dtype, params.temperature))
+        return real(convs, params, desc)
+    ctx.engine.use_compute_dtype("bfloat16")
+    ctx.engine.generate = spy
+    m = evaluate(ctx, training_split(ctx.task.train())[1][:2], max_new_tokens=4)
+    assert m["n"] == 2 and seen == [("float32", 0.0), ("float32", 0.0)]
+    assert ctx.engine.compute_dtype == "bfloat16"
