@@ -1,6 +1,7 @@
 """Method arguments and preset values are checked for range, not only type (issue 23, item 1): a value out of
 range is one line naming the argument and where it came from, exit 2, before any model loads and with nothing
 written. (SCoRe's own fields are checked in methods/score.py; here: TrainConfig, STaR's and Pair-SFT's.)"""
+import dataclasses
 import json
 import math
 
@@ -66,6 +67,8 @@ RUN = ["run", "--task", "arith", "--limit", "2", "--out", "o"]
     ("star", "temperature=0", "--method-arg temperature must be a number > 0, got 0"),
     ("score", "temperature=-1", "--method-arg temperature must be a number > 0, got -1"),
     ("star", "seed=x", "--method-arg seed expects an integer, got 'x'"),
+    ("score", "val_problems=-1", "--method-arg val_problems must be an integer >= 0, got -1"),
+    ("score", "val_every=1.5", "--method-arg val_every must be an integer >= 0, got 1.5"),
     ("star", "iterations=0", "--method-arg iterations must be an integer >= 1, got 0"),
     ("star+", "n_problems=0", "--method-arg n_problems must be an integer >= 1 (or null), got 0"),
     ("star", "samples_per_problem=0", "--method-arg samples_per_problem must be an integer >= 1, got 0"),
@@ -98,7 +101,8 @@ BAD = {  # one out-of-range (or wrong-type) value for every field of TrainConfig
                   "warmup_steps": -1, "lr_schedule": "linear", "dtype": "fp8", "lora": "yes", "lora_r": 0,
                   "lora_alpha": -1, "lora_dropout": 1.0, "lora_target_modules": [], "kl_estimator": "k3",
                   "loss_normalization": "x", "save_every": -1, "log_every": 0, "seed": 0.5,
-                  "gradient_checkpointing": 1, "temperature": 0.0},
+                  "gradient_checkpointing": 1, "temperature": 0.0, "val_problems": -1, "val_every": -2,
+                  "select": "best"},
     StarConfig: {"iterations": 0, "n_problems": 0, "samples_per_problem": 0, "max_new_tokens": 0},
     PairConfig: {"n_problems": 0, "samples_per_problem": 1, "max_pairs_per_problem": 0, "max_new_tokens": 0},
 }
@@ -106,6 +110,7 @@ BAD = {  # one out-of-range (or wrong-type) value for every field of TrainConfig
 
 @pytest.mark.parametrize("cls,field,value", [(c, f, v) for c, d in BAD.items() for f, v in d.items()])
 def test_every_field_has_a_range(cls, field, value):
+    assert set(BAD[cls]) == {f.name for f in dataclasses.fields(cls)}  # a new field needs its range here too
     with pytest.raises(ValueError, match=field.split("_")[0]):
         cls(**{field: value})
 

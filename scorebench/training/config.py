@@ -127,6 +127,8 @@ class TrainConfig:
         check_number("seed", self.seed, integer=True)
         check_bool("gradient_checkpointing", self.gradient_checkpointing)
         check_number("temperature", self.temperature, gt=0)
+        check_number("val_problems", self.val_problems, integer=True, ge=0)
+        check_number("val_every", self.val_every, integer=True, ge=0)
 
     def resolved_dtype(self, device: str = "cpu") -> str:
         """``dtype`` with "auto" decided for ``device`` ("cpu" or "cuda")."""
