@@ -32,6 +32,7 @@ import numpy as np
 
 from scorebench.method import Method
 from scorebench.metrics import is_correct
+from scorebench.training.config import check_bool, check_number
 from scorebench.training.rl import RLAlgorithm, rl_train
 
 
@@ -78,16 +79,14 @@ class ScoreConfig:
 
     def __post_init__(self):
         for name in ("stage1_steps", "stage2_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            check_number(name, getattr(self, name), integer=True, ge=0)
         for name in ("problems_per_step", "samples_per_problem", "samples_per_attempt"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            check_number(name, getattr(self, name), integer=True, ge=1)
         for name in ("alpha", "beta1", "beta2"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+            check_number(name, getattr(self, name), ge=0)
+        check_number("max_new_tokens", self.max_new_tokens, integer=True, ge=1, optional=True)
+        check_bool("multi_turn", self.multi_turn)
+        check_bool("rollout_log", self.rollout_log)
         if self.turn2_credit not in TURN2_CREDITS:
             raise ValueError(f"turn2_credit must be one of {', '.join(TURN2_CREDITS)}, got {self.turn2_credit!r}")
         if (self.turn2_credit == "per_attempt") != (self.samples_per_attempt > 1):

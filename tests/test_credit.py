@@ -128,3 +128,20 @@ def test_per_attempt_rollouts_share_their_first_attempt(scripted):
     assert len(eng.calls[1]) == 12 and all(len(c) == 3 for c in eng.calls[1])
     with pytest.raises(ValueError, match="samples_per_attempt"):
         run_protocol(eng, task, task.test(), SamplingParams(), samples_per_attempt=0, progress=False)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"stage1_steps": -3}, "stage1_steps must be an integer >= 0"),
+    ({"stage2_steps": 2.5}, "stage2_steps must be an integer"),
+    ({"stage1_steps": 0, "stage2_steps": 0}, "has no optimizer step"),
+    ({"problems_per_step": 0}, "problems_per_step must be an integer >= 1"),
+    ({"samples_per_problem": 1}, "rloo"),
+    ({"alpha": float("inf")}, "alpha must be"),
+    ({"beta1": -0.1}, "beta1 must be"),
+    ({"max_new_tokens": 0}, "max_new_tokens must be"),
+    ({"multi_turn": 2}, "multi_turn must be true or false"),
+])
+def test_score_config_ranges(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        ScoreConfig(**kw)
+    assert ScoreConfig(alpha=0.0).alpha == 0.0  # the no-shaping ablation stays allowed
