@@ -32,8 +32,10 @@ the program finished normally, writes a random per-run sentinel (``secrets.token
 stdout and exits 0. A program that calls ``os._exit(0)``/``sys.exit(0)`` early, raises SystemExit, is killed or
 times out never prints it. The sentinel is never in the program's source or on disk, in argv or the
 environment: the runner reads it together with the program from a pipe on stdin (then stdin is /dev/null).
-Residual risk, documented: it lives in the runner's memory, so a deliberately adversarial program that
-introspects the interpreter (``sys._getframe(1).f_locals``, ``gc``) could find and print it. This guards against
+It is not a global of the runner's ``__main__`` nor a local of the frame that runs the program (only a
+closure cell). Residual risk, documented: it lives in the runner's memory, so a deliberately adversarial program
+that introspects the interpreter (closure cells through ``sys._getframe``, ``gc``, ``/proc/self/mem``) could find
+and print it. This guards against
 the realistic failure modes (early exits, swallowed tests), not against code written to forge a pass.
 """
 from __future__ import annotations
@@ -123,8 +125,14 @@ if _fk:
                 pass
         _c = os.waitstatus_to_exitcode(_st)
         os._exit(_c if _c >= 0 else 128 - _c)
-del _R, _k, _v, _uid, _gid, _np, _as, _cpu, _fs, _fk, _h
-def _main(tok, src):
+def _closer(tok):
+    def fin():
+        os.write(1, b"\n" + tok + b"\n")
+    return fin
+_fin = _closer(_tok)
+del _R, _k, _v, _uid, _gid, _np, _as, _cpu, _fs, _fk, _h, _tok, _closer
+def _main(fin, src):
+    # the sentinel lives only in fin's closure: not a global of __main__, not a local of the program's caller
     g = {"__name__": "__solution__", "__builtins__": __builtins__}
     try:
         code = compile(src.decode("utf-8", "replace"), "<solution>", "exec")
@@ -140,9 +148,9 @@ def _main(tok, src):
             s.flush()
         except BaseException:
             pass
-    os.write(1, b"\n" + tok + b"\n")
+    fin()
     os._exit(0)
-_main(_tok, _src)
+_main(globals().pop("_fin"), globals().pop("_src"))
 '''
 
 

@@ -1,6 +1,7 @@
 """The sandbox against hostile programs: every one earns 0, the harness survives, and nothing is left running."""
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -12,7 +13,22 @@ from scorebench.sandbox import SandboxLimits, run_many, run_program, sandbox_kin
 
 FAST = SandboxLimits(wall_s=2.0, cpu_s=2, memory_mb=512, max_procs=32)
 BWRAP = sandbox_kind() == "bubblewrap"
-needs_bwrap = pytest.mark.skipif(not BWRAP, reason="needs the bubblewrap sandbox")
+REQUIRE_BWRAP = os.environ.get("SCOREBENCH_REQUIRE_BWRAP") == "1"
+"""CI sets SCOREBENCH_REQUIRE_BWRAP=1 where bubblewrap is installed: the isolation tests then fail instead of
+skipping when the sandbox fell back to rlimits-only."""
+
+
+@pytest.fixture
+def bwrap():
+    """Skip a test that needs the bubblewrap sandbox where it is unavailable; fail under SCOREBENCH_REQUIRE_BWRAP=1."""
+    if not BWRAP:
+        if REQUIRE_BWRAP:
+            pytest.fail(f"SCOREBENCH_REQUIRE_BWRAP=1 but the sandbox is {sandbox_kind()!r}: install bubblewrap "
+                        "(apt-get install bubblewrap) or unset SCOREBENCH_SANDBOX")
+        pytest.skip("needs the bubblewrap sandbox")
+
+
+needs_bwrap = pytest.mark.usefixtures("bwrap")
 
 TESTS = "\ndef add(a, b):\n    return a + b\n\nassert add(1, 2) == 3\nassert add(2, 2) == 4\n"
 
@@ -61,10 +77,16 @@ def assert_nothing_left(marker: str | None = None, within: float = 3.0) -> None:
     assert not left, f"processes left running: {left}"
 
 
-def test_kind_is_recorded_and_bwrap_here():
+def test_kind_is_recorded_and_bwrap_here(tiny_model_dir, tmp_path):
     assert sandbox_kind() in ("bubblewrap", "rlimits-only")
-    if os.path.exists("/usr/bin/bwrap"):
-        assert BWRAP
+    if REQUIRE_BWRAP or (os.path.exists("/usr/bin/bwrap") and os.environ.get("SCOREBENCH_SANDBOX") != "rlimits-only"):
+        assert BWRAP, f"bubblewrap is installed (or required) but the sandbox is {sandbox_kind()!r}"
+    # a code task's run records the kind its programs were graded in; a task without programs records none
+    from scorebench.runner import RunConfig, run
+    for task, want in (("humaneval", sandbox_kind()), ("arith", None)):
+        out = run(RunConfig(task=task, method="base", model=str(tiny_model_dir), limit=1, max_new_tokens=2,
+                            batch_size=1), tmp_path / task, progress=False)
+        assert json.loads((out / "config.json").read_text()).get("sandbox") == want, task
 
 
 def test_correct_program_passes():
@@ -111,16 +133,69 @@ def test_swallowed_exit_and_atexit_cannot_fake_a_pass():
     assert not run_program(src, FAST).passed
 
 
+PINNED = "5e" * 16  # the sentinel every run gets while pinned: the test knows it, the program must not
+
+# Each forger looks for a 32-hex-digit string in one place the program can see, prints the candidates it found
+# (the last one as the last line of stdout) and exits 0 at once, before any test ran.
+_FORGE = (
+    "import os, re, sys\nfound = []\n"
+    "def look(x):\n"
+    "    if isinstance(x, (bytes, bytearray)):\n        x = bytes(x).decode('latin-1')\n"
+    "    found.extend(re.findall(r'[0-9a-f]{32}', str(x)))\n"
+    "def rd(p):\n"
+    "    try:\n        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)\n    except OSError:\n        return b''\n"
+    "    try:\n        return os.read(fd, 1 << 20)\n    except OSError:\n        return b''\n"
+    "    finally:\n        os.close(fd)\n"
+    "{body}"
+    "for c in found:\n    print(c)\n"
+    "sys.stdout.flush()\nos._exit(0)\n")
+FORGERIES = {
+    "env": "look(dict(os.environ))\nlook(rd('/proc/self/environ'))\n",
+    "argv": "look(sys.argv)\nlook(sys.orig_argv)\nlook(rd('/proc/self/cmdline'))\n",
+    "proc": ("for pid in [p for p in os.listdir('/proc') if p.isdigit()] + ['self', 'thread-self']:\n"
+             "    for f in ('environ', 'cmdline', 'fd/0', 'fd/3', 'fd/4'):\n"
+             "        look(rd('/proc/%s/%s' % (pid, f)))\n"),
+    "parent": ("pp = os.getppid()\nlook(rd('/proc/%d/environ' % pp))\nlook(rd('/proc/%d/cmdline' % pp))\n"
+               "try:\n    fds = os.listdir('/proc/%d/fd' % pp)\nexcept OSError:\n    fds = []\n"
+               "for fd in fds:\n    look(rd('/proc/%d/fd/%s' % (pp, fd)))\n"
+               "for d in ('.', '/tmp', os.path.expanduser('~')):\n"
+               "    try:\n        names = os.listdir(d)\n    except OSError:\n        names = []\n"
+               "    for n in names:\n        look(n)\n        look(rd(os.path.join(d, n)))\n"),
+    "stdin": "look(rd('/dev/stdin'))\nlook(sys.stdin.read())\n",
+    "runner": ("import __main__\nlook(vars(__main__))\nlook(list(vars(__main__).values()))\n"
+               "f = sys._getframe(0)\nwhile f is not None:\n"
+               "    look(f.f_locals)\n    look(list(f.f_locals.values()))\n    f = f.f_back\n"),
+}
+
+
+@pytest.fixture
+def pinned(monkeypatch):
+    monkeypatch.setattr(sandbox.secrets, "token_hex", lambda nbytes=16: PINNED)
+    return PINNED
+
+
 def test_printing_sentinel_like_text_fails():
     fake = secrets.token_hex(16)
     src = f"print({fake!r})\nimport os, sys\nsys.stdout.flush()\nos._exit(0)\n" + TESTS
     r = run_program(src, FAST)
-    assert not r.passed
-    # and the token is neither in the source nor in argv/env of the program
-    src2 = ("import os, sys\nprint(open('/proc/self/cmdline','rb').read())\nprint(dict(os.environ))\n"
-            "print(sys.argv)\n")
-    r2 = run_program(src2, FAST)
-    assert r2.passed
+    assert not r.passed and r.status == "failed"
+
+
+def test_known_sentinel_would_pass(pinned):
+    """The control for the forgery tests below: with the sentinel pinned, printing it and exiting does pass, so a
+    forger that found it anywhere would be caught passing."""
+    r = run_program(f"print({pinned!r})\nimport os, sys\nsys.stdout.flush()\nos._exit(0)\n" + TESTS, FAST)
+    assert r.passed
+
+
+@pytest.mark.parametrize("kind", ["bubblewrap", "rlimits-only"])
+@pytest.mark.parametrize("where", sorted(FORGERIES))
+def test_sentinel_cannot_be_forged(pinned, kind, where, request):
+    if kind == "bubblewrap":
+        request.getfixturevalue("bwrap")
+    r = sandbox._run(_FORGE.replace("{body}", FORGERIES[where]) + TESTS, FAST, kind)
+    assert pinned not in r.stdout and pinned not in r.stderr, (where, r.stdout[-500:])
+    assert not r.passed and r.status == "failed", (where, r)
 
 
 def test_fork_bomb_is_bounded_and_cleaned_up():
