@@ -51,7 +51,28 @@ def test_bootstrap_ci_width_matches_binomial():
     m = M.compute(eps, n_bootstrap=2000)
     lo, hi = m["ci95"]["acc_t1"]
     se = math.sqrt(0.25 / 100)
-    assert (hi - lo) == pytest.approx(2 * 1.96 * se, rel=0.2)
+    assert (hi - lo) == pytest.approx(2 * 1.96 * se, rel=0.08)  # a 90% (1.645) or 98% (2.326) interval is out
+
+
+def test_bootstrap_ci_endpoints_are_the_paired_95_percent_interval():
+    """Every CI endpoint equals an independent paired bootstrap: B resamples of the problems (one
+    ``integers(0, n, n)`` draw of the seed's generator each, shared by all statistics), the 2.5th and 97.5th
+    percentiles (numpy's linear interpolation) of each statistic over them."""
+    import numpy as np
+    rows = [(1, 1)] * 7 + [(1, 0)] * 3 + [(0, 1)] * 6 + [(0, 0)] * 9  # n = 25, Δ = 0.12
+    eps = [ep(i, *r) for i, r in enumerate(rows)]
+    c = np.array(rows, dtype=bool)
+    for seed, B in ((0, 400), (3, 250)):
+        m = M.compute(eps, n_bootstrap=B, seed=seed)
+        rng = np.random.default_rng(seed)
+        res = [c[rng.integers(0, len(c), len(c))] for _ in range(B)]
+        stats = {"acc_t1": [r[:, 0].mean() for r in res], "acc_t2": [r[:, 1].mean() for r in res],
+                 "delta": [r[:, 1].mean() - r[:, 0].mean() for r in res],
+                 "delta_i2c": [(~r[:, 0] & r[:, 1]).mean() for r in res],
+                 "delta_c2i": [(r[:, 0] & ~r[:, 1]).mean() for r in res]}
+        for key, v in stats.items():
+            want = [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+            assert m["ci95"][key] == pytest.approx(want, abs=1e-12), (seed, key)
 
 
 def test_breakdown_by_meta():
