@@ -108,3 +108,60 @@ def test_key_follows_preset_content(tmp_path):
     rd.init({"config": {"method": "star"}, "key": k_star})
     with pytest.raises(RunDirError, match="preset"):
         RunDir(tmp_path / "run").init({"config": {"method": "star"}, "key": star.key()})
+
+
+# (c→c, c→i, i→c, i→i) counts of the 10 test problems of each Table 2 row; every row's cells differ, and within
+# a row Acc@t1 ≠ Acc@t2 and Δ i→c ≠ Δ c→i, so a swapped column or row shows
+HAND = {"base": (4, 1, 3, 2), "self-refine": (2, 3, 1, 4), "star+": (1, 2, 4, 3), "pair-sft": (6, 0, 1, 3),
+        "score": (3, 1, 5, 1)}
+# literal cells (%): Acc@t1, Acc@t2, Δ(t1,t2), Δ i→c, Δ c→i, Δ uncut
+HAND_CELLS = {"base": ["50.0", "70.0", "20.0", "30.0", "10.0", "20.0"],
+              "self-refine": ["50.0", "30.0", "-20.0", "10.0", "30.0", "-20.0"],
+              "star+": ["30.0", "50.0", "20.0", "40.0", "20.0", "20.0"],
+              "pair-sft": ["60.0", "70.0", "10.0", "10.0", "0.0", "10.0"],
+              "score": ["40.0", "80.0", "40.0", "50.0", "10.0", "33.3"]}  # one i→c pair of score's is cut
+
+
+def test_reproduce_table2_cells_from_hand_made_runs(tmp_path):
+    """``reproduce`` on finished run directories written by hand (no model, nothing runs): every cell of the
+    emitted table is the literal value of its row's episodes, in the paper's column order."""
+    from scorebench.registry import TASKS
+    from scorebench.reproduce import TABLES, find_run, reproduce, row_configs
+    from scorebench.runner import RunConfig
+    preset = tmp_path / "tiny.json"
+    preset.write_text(json.dumps(TINY_PRESET))
+    base = RunConfig(task="arith", limit=10, task_args={"n_train": 20, "n_test": 10},
+                     method_args={"preset": str(preset)})
+    test = TASKS.get("arith")(n_train=20, n_test=10).test()[:10]
+    runs = tmp_path / "runs"
+    for method, _, cfg, _ in row_configs(TABLES[2], base):
+        rdir = find_run(runs, cfg)
+        rdir.mkdir(parents=True)
+        (rdir / "config.json").write_text(json.dumps({"config": cfg.record(), "key": cfg.key(), "n_problems": 10,
+                                                      "total_seconds": 1.5}))
+        pairs = [p for p, k in zip([(1, 1), (1, 0), (0, 1), (0, 0)], HAND[method]) for _ in range(k)]
+        with open(rdir / "episodes.jsonl", "w") as f:
+            for i, (ex, (r1, r2)) in enumerate(zip(test, pairs)):
+                cut = method == "score" and i == 4  # score's first i→c pair: the first attempt hit the cap
+                ep = Episode(str(ex["id"]), [Turn("p", "a", float(r1), finish_reason="length" if cut else "stop"),
+                                             Turn("fix", "b", float(r2))])
+                f.write(json.dumps(ep.to_json()) + "\n")
+    out = tmp_path / "table"
+    result = reproduce(2, base, runs, out, progress=False)
+    assert [r["method"] for r in result["rows"]] == list(HAND)
+    rows = list(csv.DictReader((out / "table2.csv").open()))
+    heads = ["Acc@t1", "Acc@t2", "Δ(t1,t2)", "Δ i→c", "Δ c→i", "Δ uncut"]
+    assert [r["method"] for r in rows] == list(HAND) and all(r["n"] == "10" for r in rows)
+    md = (out / "table2.md").read_text()
+    for row in rows:
+        want = HAND_CELLS[row["method"]]
+        assert [f"{float(row[f'{h} ours']):.1f}" for h in heads] == want, row["method"]  # csv: 2 decimals
+        for h in heads:
+            assert float(row[f"{h} ours_lo"]) <= float(row[f"{h} ours"]) <= float(row[f"{h} ours_hi"]), h
+        md_row = next(x for x in md.splitlines() if x.startswith(f"| {row['label']} |"))
+        cells = [c.strip() for c in md_row.strip("|").split("|")]
+        assert cells[1] == "10"
+        assert [c.split(" [")[0] for c in cells[2::2]] == want, md_row  # ours (CI in brackets)
+        assert cells[13] == "–"  # Δ uncut: no paper number
+    paper = {r["method"]: r for r in rows}
+    assert paper["score"]["Acc@t1 paper"] == "60.0" and paper["base"]["Δ c→i paper"] == "15.8"
