@@ -217,11 +217,35 @@ def test_kl_estimator_gradient_is_the_kl_gradient(est):
 
 
 def test_kl_term_enters_loss_after_update(tok, tmp_path):
-    tr = Trainer(tiny(tok), tok, cfg(lr=5e-2), tmp_path)
+    """After a step the loss is pg + KL to the *initial* weights, by hand against a copy the test keeps; the
+    reference is still those weights and the policy is not."""
+    import copy
+    model = tiny(tok)
+    init = copy.deepcopy(model).eval()  # the reference as the test knows it, outside the trainer
+    tr = Trainer(model, tok, cfg(lr=5e-2, kl_estimator="full"), tmp_path)
     batch = [Sequence(s.input_ids, s.weights, [0.5] * len(s.input_ids)) for s in seqs(4)]
     tr.step(batch)
-    _, st = tr.loss(batch)
-    assert st["kl"] > 0  # full KL is non-negative and the policy moved
+    loss, st = tr.loss(batch)
+    ref_sd, init_sd = tr.ref_model.state_dict(), init.state_dict()
+    assert all(torch.equal(ref_sd[n], init_sd[n]) for n in init_sd)  # the step did not touch the reference
+    assert any(not torch.equal(p, init_sd[n]) for n, p in tr.model.state_dict().items())  # ... but the policy
+    pg = kl_sum = 0.0
+    den = 0
+    with torch.no_grad():
+        for s in batch:
+            ids = torch.tensor([s.input_ids])
+            logp = torch.log_softmax(tr.model(input_ids=ids).logits[0].double(), -1)
+            logq = torch.log_softmax(init(input_ids=ids).logits[0].double(), -1)
+            for t in range(1, len(s.input_ids)):
+                if s.weights[t] or s.kl_weights[t]:
+                    den += 1
+                    pg -= s.weights[t] * logp[t - 1, s.input_ids[t]].item()
+                    kl_sum += s.kl_weights[t] * float((logp[t - 1].exp() * (logp[t - 1] - logq[t - 1])).sum())
+    assert kl_sum > 1e-4  # the policy moved away from the reference
+    assert st["kl_term"] == pytest.approx(kl_sum / den, rel=1e-3)
+    assert st["pg"] == pytest.approx(pg / den, rel=1e-4)
+    assert loss.item() == pytest.approx((pg + kl_sum) / den, rel=1e-4)
+    assert loss.item() == pytest.approx(st["pg"] + st["kl_term"], rel=1e-6)
 
 
 # ---------------------------------------------------------------- resume
