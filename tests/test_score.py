@@ -14,10 +14,13 @@ R2 = np.array([[1.0, 1.0], [0.0, 1.0]])
 
 
 def test_rloo_is_leave_one_out():
-    r = np.array([[1.0, 0.0, 0.0, 1.0]])
-    assert baseline_values(r, "rloo").tolist() == [[1 / 3, 2 / 3, 2 / 3, 1 / 3]]
-    assert baseline_values(r, "mean").tolist() == [[0.5] * 4]
-    assert baseline_values(r, "none").tolist() == [[0.0] * 4]
+    # two problems: the leave-one-out mean is over the problem's own other samples, never the batch's
+    r = np.array([[1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 0.0]])
+    np.testing.assert_allclose(baseline_values(r, "rloo"), [[1 / 3, 2 / 3, 2 / 3, 1 / 3], [2 / 3, 2 / 3, 2 / 3, 1.0]])
+    assert baseline_values(r, "mean").tolist() == [[0.625] * 4] * 2  # "mean": the batch mean
+    assert baseline_values(r, "none").tolist() == [[0.0] * 4] * 2
+    r3 = np.array([[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])  # k = 2: each sample's baseline is its partner's reward
+    assert baseline_values(r3, "rloo").tolist() == [[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]
 
 
 def test_stage1_weights_by_hand():
@@ -39,7 +42,10 @@ def test_stage2_weights_by_hand():
 
 def test_single_turn_and_star_weights():
     w, k = turn_weights(R1, None, "II", alpha=10, beta1=0.01, beta2=0.1, baseline="none")
-    assert w.shape == (2, 2, 1) and w[..., 0].tolist() == R1.tolist()
+    assert w.shape == k.shape == (2, 2, 1) and w[..., 0].tolist() == R1.tolist()
+    assert (k == 0.01).all()  # single-turn RL: beta1 on its one turn (not Stage I's beta2, not 0)
+    w, k = turn_weights(R1, None, "II", alpha=10, beta1=0.03, beta2=0.1, baseline="rloo")
+    assert w[..., 0].tolist() == [[-1, 1], [0, 0]] and (k == 0.03).all()  # r1 − LOO(r1), per problem
     w, k = star_weights(R1, R2)
     assert w[..., 0].tolist() == [[0, 1], [0, 1]] and w[..., 1].tolist() == [[1, 1], [0, 1]] and (k == 0).all()
 
