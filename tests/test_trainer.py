@@ -248,6 +248,65 @@ def test_kl_term_enters_loss_after_update(tok, tmp_path):
     assert loss.item() == pytest.approx(st["pg"] + st["kl_term"], rel=1e-6)
 
 
+# ---------------------------------------------------------------- accumulation and clipping (one process)
+def _grads_at_step(tr, batch):
+    """The gradient the optimizer steps with (after accumulation and clipping), and the step's stats."""
+    seen = {}
+    orig = tr.optimizer.step
+
+    def record(*a, **kw):
+        seen["g"] = [p.grad.detach().clone() for p in tr.params]
+        return orig(*a, **kw)
+    tr.optimizer.step = record
+    try:
+        stats = tr.step(batch)
+    finally:
+        tr.optimizer.step = orig
+    return seen["g"], stats
+
+
+def _full_batch_grad(tok, tmp_path, batch, **kw):
+    tr = Trainer(tiny(tok), tok, cfg(**kw), tmp_path, ref_model=False)
+    loss, _ = tr.loss(batch)  # one forward over the whole batch, its own denominator
+    loss.backward()
+    return [p.grad.detach().clone() for p in tr.params], loss.item()
+
+
+@pytest.mark.parametrize("norm", ["tokens", "sequences"])
+@pytest.mark.parametrize("micro", [{"micro_batch_size": 1}, {"micro_batch_size": 4}, {"micro_batch_tokens": 14}])
+def test_micro_batches_accumulate_to_the_full_batch_gradient(tok, tmp_path, norm, micro):
+    batch = seqs(6)
+    want, want_loss = _full_batch_grad(tok, tmp_path / "full", batch, loss_normalization=norm)
+    tr = Trainer(tiny(tok), tok, cfg(loss_normalization=norm, max_grad_norm=0, batch_size=6, **micro), tmp_path / "mb",
+                 ref_model=False)
+    assert len(tr.micro_batches(batch)) > 1  # really accumulated over several micro-batches
+    got, stats = _grads_at_step(tr, batch)
+    assert stats["loss"] == pytest.approx(want_loss, rel=1e-5)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+    assert stats["grad_norm"] == pytest.approx(float(torch.linalg.vector_norm(torch.stack(
+        [torch.linalg.vector_norm(w) for w in want]))), rel=1e-4)
+
+
+def test_gradient_is_clipped_to_max_grad_norm(tok, tmp_path):
+    batch = seqs(6)
+    want, _ = _full_batch_grad(tok, tmp_path / "full", batch)
+    norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(w) for w in want])))
+    cap = norm / 10
+    tr = Trainer(tiny(tok), tok, cfg(max_grad_norm=cap, batch_size=6, micro_batch_size=2), tmp_path / "c",
+                 ref_model=False)
+    got, stats = _grads_at_step(tr, batch)
+    assert stats["grad_norm"] == pytest.approx(norm, rel=1e-4)  # the log shows the norm before clipping
+    for g, w in zip(got, want):  # the whole accumulated gradient scaled by cap / norm (same direction)
+        torch.testing.assert_close(g, w * (cap / norm), rtol=1e-4, atol=1e-7)
+    # a cap above the norm changes nothing
+    tr = Trainer(tiny(tok), tok, cfg(max_grad_norm=10 * norm, batch_size=6, micro_batch_size=2), tmp_path / "n",
+                 ref_model=False)
+    got, _ = _grads_at_step(tr, batch)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+
+
 # ---------------------------------------------------------------- resume
 def test_killed_and_resumed_run_matches_uninterrupted(tok, tmp_path):
     data = seqs(10)
