@@ -42,8 +42,8 @@ def test_trainer_follows_the_model_device(tmp_path, tokenizer):
                                      num_attention_heads=2, num_key_value_heads=1, vocab_size=len(tokenizer)))
     tr = Trainer(m, tokenizer, TrainConfig(dtype="auto"), tmp_path, ref_model=False)
     assert tr.accelerator.device.type == "cpu"
-    from scorebench.training.config import cpu_has_amx
-    assert tr.accelerator.mixed_precision == ("bf16" if cpu_has_amx() else "no")
+    from scorebench.training.config import cpu_bf16_fast
+    assert tr.accelerator.mixed_precision == ("bf16" if cpu_bf16_fast() else "no")
     assert TrainConfig(dtype="auto").resolved_dtype("cuda") == "bfloat16"
 
 
@@ -84,3 +84,21 @@ def test_gpu_check_refuses_without_cuda_and_writes_nothing(tmp_path):
     assert r.returncode == 1 and "no CUDA device here" in r.stderr
     assert not (tmp_path / "gpu").exists()
     assert subprocess.run(["bash", "-n", str(root / "scripts" / "gpu_check.sh")]).returncode == 0  # parses whole
+
+
+def test_cpu_training_dtype_follows_measured_bf16_speed(monkeypatch):
+    """dtype auto on CPU: bf16 with AMX, or where bf16 matmuls measure >= BF16_SPEEDUP x fp32 (Zen 4), else fp32
+    (a non-AMX Xeon, where bf16 is slower); SCOREBENCH_CPU_BF16 decides without measuring."""
+    from scorebench.training import config as c
+    for amx, speedup, want in [(True, 0.5, "bfloat16"), (False, 2.1, "bfloat16"), (False, 0.6, "float32"),
+                               (False, 1.2, "float32")]:
+        monkeypatch.setattr(c, "_bf16_fast", None)
+        monkeypatch.setattr(c, "cpu_has_amx", lambda: amx)
+        monkeypatch.setattr(c, "bf16_matmul_speedup", lambda: speedup)
+        monkeypatch.delenv("SCOREBENCH_CPU_BF16", raising=False)
+        assert c.TrainConfig(dtype="auto").resolved_dtype("cpu") == want, (amx, speedup)
+        assert c.TrainConfig(dtype="float32").resolved_dtype("cpu") == "float32"
+    monkeypatch.setenv("SCOREBENCH_CPU_BF16", "0")
+    assert c.TrainConfig(dtype="auto").resolved_dtype("cpu") == "float32"
+    monkeypatch.setenv("SCOREBENCH_CPU_BF16", "1")
+    assert c.TrainConfig(dtype="auto").resolved_dtype("cpu") == "bfloat16"

@@ -150,7 +150,7 @@ def test_rollouts_are_sampled_in_the_trainers_precision(mt, tmp_path, monkeypatc
     bf16) against an fp32 trainer was 0.02 off on average, up to 0.64; bf16 against bf16 0.018 (logits rounded)."""
     from scorebench.training import config as tconfig
     from scorebench.training.rl import rollout_dtype
-    monkeypatch.setattr(tconfig, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(tconfig, "cpu_bf16_fast", lambda: amx)
     tok = mt[1]
     trainer = Trainer(mt[0], tok, TrainConfig(batch_size=8, dtype="auto"), tmp_path, ref_model=False,
                       temperature=0.7)

@@ -49,8 +49,9 @@ class TrainConfig:
     """"constant" or "cosine" (decay to 0 over the planned steps) after warm-up."""
     dtype: str = "float32"
     """"float32", "bfloat16" (accelerate mixed precision; master weights stay float32), or "auto": bfloat16 on a
-    GPU or on a CPU with AMX tiles, else float32 — on a CPU without AMX (avx512_bf16 only) a bf16-autocast
-    step measured 1.6x slower than fp32 (results/README.md), on an AMX CPU bf16 is the faster one."""
+    GPU, and on a CPU where bf16 matmuls measure faster than fp32 (AMX tiles, or avx512_bf16 on AMD Zen 4: a
+    step 2.3x faster), else float32 (a non-AMX Xeon's bf16 step measured 1.6x slower): ``cpu_bf16_fast``.
+    Training rollouts are sampled in this dtype too (one precision)."""
     lora: bool = False
     """Train a peft LoRA adapter instead of all weights (the reference is then the adapter-disabled model)."""
     lora_r: int = 16
@@ -134,7 +135,7 @@ class TrainConfig:
         """``dtype`` with "auto" decided for ``device`` ("cpu" or "cuda")."""
         if self.dtype != "auto":
             return self.dtype
-        return "bfloat16" if device.startswith("cuda") or cpu_has_amx() else "float32"
+        return "bfloat16" if device.startswith("cuda") or cpu_bf16_fast() else "float32"
 
     @property
     def micro(self) -> int:
@@ -181,6 +182,48 @@ def check_number(name: str, value, *, integer: bool = False, gt=None, ge=None, l
 def check_bool(name: str, value) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+BF16_SPEEDUP = 1.3
+"""bf16 is the CPU training dtype under "auto" when its matmuls measure at least this much faster than fp32's."""
+_bf16_fast: bool | None = None
+
+
+def bf16_matmul_speedup(rows: int = 1024, reps: int = 4) -> float:
+    """fp32 time / bf16 time of a matmul of a training step's shape (rows x 576 x 1536), best of ``reps`` each,
+    alternated, at the current thread count (about 0.2 s)."""
+    import time
+
+    import torch
+    best = {torch.float32: float("inf"), torch.bfloat16: float("inf")}
+    mats = {dt: (torch.randn(rows, 576, dtype=dt), torch.randn(576, 1536, dtype=dt)) for dt in best}
+    for _ in range(reps + 1):  # the first round warms up (oneDNN picks its kernels)
+        for dt, (a, b) in mats.items():
+            t0 = time.perf_counter()
+            a @ b
+            best[dt] = min(best[dt], time.perf_counter() - t0)
+    return best[torch.float32] / best[torch.bfloat16]
+
+
+def cpu_bf16_fast() -> bool:
+    """Is bf16 autocast the faster training dtype on this CPU? With AMX tiles, yes; otherwise measured once per
+    process (``bf16_matmul_speedup`` >= ``BF16_SPEEDUP``): CPUs with avx512_bf16 differ — on a non-AMX Xeon a
+    bf16 step measured 1.6x slower than fp32, on an AMD EPYC (Zen 4) 2.3x faster (results/signal-arith.md).
+    ``SCOREBENCH_CPU_BF16=1`` / ``0`` decides it without measuring (the choice is recorded as the run's
+    ``train_dtype``)."""
+    global _bf16_fast
+    import os
+    forced = os.environ.get("SCOREBENCH_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if _bf16_fast is None:
+        try:
+            import torch
+            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except Exception:  # pragma: no cover - old torch
+            native = False
+        _bf16_fast = cpu_has_amx() or (native and bf16_matmul_speedup() >= BF16_SPEEDUP)
+    return _bf16_fast
 
 
 def cpu_has_amx() -> bool:
