@@ -23,6 +23,7 @@ from scorebench.protocol import Episode, run_protocol
 from scorebench.rundir import write_json
 from scorebench.training import Sequence, Trainer, episode_to_sequences, resolve_method_config
 from scorebench.training.config import check_number
+from scorebench.training.validation import Validator, plot_val_log
 
 
 @dataclass
@@ -118,9 +119,15 @@ def sft(ctx, model, tok, train_cfg, sequences: list[Sequence], name: str) -> Tra
     if (ctx.run_dir.path / "config.json").exists():  # record where and in what it trained
         ctx.run_dir.update_config(train_device=str(trainer.accelerator.device),
                                   train_dtype=train_cfg.resolved_dtype(trainer.accelerator.device.type))
-    trainer.fit(sequences, desc=f"{ctx.config.method}: sft")
+    val = Validator(ctx, train_cfg, trainer.out_dir, 0, ctx.config.max_new_tokens or ctx.task.max_new_tokens)
+    trainer.validator = val  # validation points before training and after every epoch (train/val_log.jsonl)
+    trainer.fit(sequences, desc=f"{ctx.config.method}: sft",
+                validate=(lambda step: (ctx.sync_policy(trainer.model), val(step, trainer, force=True)))
+                if val.enabled else None)
     if dist.is_main():
         trainer.plot(ctx.run_dir.path / f"{name}.png")
+        if val.enabled:
+            plot_val_log(val.log, trainer.out_dir / "val_curves.png")
     return trainer
 
 
@@ -128,7 +135,8 @@ def finish(trainer: Trainer, path):
     """Save the merged policy, then drop the training checkpoints (about 3x the model in size): once
     ``policy/.complete`` exists the runner never resumes training."""
     import shutil
-    out = trainer.save_policy(path)
+    val = getattr(trainer, "validator", None)
+    out = val.save_test_policy(trainer, path) if val is not None else trainer.save_policy(path)
     if dist.is_main():
         shutil.rmtree(trainer.ckpt_dir, ignore_errors=True)
     return out

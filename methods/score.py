@@ -203,6 +203,18 @@ class Score(Method):
         tcfg.loss_normalization = "sequences"  # REINFORCE: sum of token log-probs per episode, mean over episodes
         return mcfg, tcfg
 
+    def plan(self, ctx):
+        from scorebench.training.validation import validation_points
+        mcfg, tcfg = self.method_config(ctx)
+        steps = mcfg.schedule()
+        m = mcfg.samples_per_attempt if mcfg.multi_turn else 1
+        every = tcfg.val_every or max(1, len(steps) // 4)  # "auto" decides after the first step; about this
+        detail = " + ".join(f"{steps.count(s)} Stage {s}" for s in ("I", "II") if s in steps)
+        return {"steps": len(steps), "detail": detail, "val_problems": tcfg.val_problems,
+                "episodes": len(steps) * mcfg.problems_per_step * mcfg.samples_per_problem * m,
+                "val_points": len(validation_points(len(steps), every)) if tcfg.val_problems else 0,
+                "dtype": tcfg.resolved_dtype("cpu")}
+
     def train(self, ctx):
         mcfg, tcfg = self.method_config(ctx)
         ctx.run_dir.update_config(method_config=mcfg.__dict__, train_config=tcfg.to_dict())

@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--compute-dtype", default="auto",
                    help="dtype the hf engine computes in: auto (bf16 matmuls for float32 weights on a CPU with "
                         "native bf16, else --dtype), float32 (exact) or bfloat16; config.json records both")
-    r.add_argument("--limit", type=int, default=None, help="evaluate on the first N test problems (default: all)")
+    r.add_argument("--limit", type=int, default=None,
+                   help="evaluate on the first N test problems (default: all); bounds evaluation only, not training "
+                        "(the line printed before training says how big it is)")
     r.add_argument("--turns", type=int, default=2, help="attempts per problem (K >= 1)")
     r.add_argument("--temperature", type=float, default=0.0, help="evaluation temperature (0 = greedy)")
     r.add_argument("--top-p", type=float, default=1.0, help="evaluation nucleus mass")

@@ -75,6 +75,12 @@ class Method:
         return run_protocol(engine, task, examples, params, protocol=self.protocol(turns), on_episodes=on_episodes,
                             chunk_size=chunk_size, progress=progress)
 
+    def plan(self, ctx: RunContext) -> dict | None:
+        """What ``train`` will do, for the line ``scorebench run`` prints before it starts (and its memory check):
+        ``steps`` (optimizer steps), optionally ``detail``, ``episodes``, ``val_problems``, ``val_points``. Called
+        with a context whose engine and run directory are None; None = say nothing."""
+        return None
+
     def train(self, ctx: RunContext) -> str | None:
         """Train; return a path to the final policy, or None when ``ctx.engine`` already holds it."""
         return None

@@ -106,6 +106,8 @@ class Plan:
     test: list
     finished: bool
     """``out`` already holds this config's finished run (reused as it is: no model needed)."""
+    training: dict | None = None
+    """What training will do and cost (``training/plan.py``), for a method that trains."""
 
 
 def validate(cfg: RunConfig, out: str | Path | None = None, writable: bool = True) -> Plan:
@@ -142,6 +144,7 @@ def validate(cfg: RunConfig, out: str | Path | None = None, writable: bool = Tru
     elif cfg.train_task:
         raise UsageError(f"--train-task: method {cfg.method!r} does not train")
     checks.method_args(cfg, method)
+    training = _training_plan(cfg, method, train_task) if method.trains else None
     out = Path(out) if out else default_out(cfg)
     if writable:
         checks.output_dir(out)
@@ -150,7 +153,30 @@ def validate(cfg: RunConfig, out: str | Path | None = None, writable: bool = Tru
     if not finished:  # a finished run is reused without its model (run directories ship without weights)
         from . import models
         models.check(cfg.model)
-    return Plan(out=out, task=task, train_task=train_task, test=test, finished=finished)
+    free = _free_gb() if training and not finished else None
+    if free is not None and training.get("expected", {}).get("peak_gb", 0) > free:
+        raise UsageError(f"{training['line']} This machine has {free:.1f} GB free: the "
+                         "run would not fit in memory (fewer side-by-side jobs, or a smaller micro_batch_size)")
+    return Plan(out=out, task=task, train_task=train_task, test=test, finished=finished, training=training)
+
+
+def _free_gb() -> float | None:
+    from .training.plan import available_gb
+    return available_gb()
+
+
+def _training_plan(cfg: RunConfig, method, train_task) -> dict | None:
+    """The method's plan (``Method.plan``) with the expected wall time and memory, and the line to print."""
+    import torch
+
+    from .device import resolve
+    from .training import plan as training_plan
+    p = method.plan(RunContext(config=cfg, task=train_task, engine=None, run_dir=None))
+    if not p:
+        return None
+    exp = training_plan.expected(p, p.get("dtype", ""), cfg.model is None, resolve(cfg.device) == "cpu",
+                                 torch.get_num_threads())
+    return {**p, "expected": exp, "line": training_plan.line(cfg.method, p, exp)}
 
 
 def _task(cls, cfg: RunConfig):
@@ -184,6 +210,9 @@ def run(cfg: RunConfig, out: str | Path | None = None, progress: bool = True) ->
     Launched as N processes (``accelerate launch`` / ``torchrun``), the N processes are one run
     (``scorebench.dist``): rank 0 holds the lock and writes; every rank trains on and evaluates its share."""
     plan = validate(cfg, out)
+    if plan.training and not plan.finished and progress and dist.is_main():
+        import sys
+        print(plan.training["line"], file=sys.stderr, flush=True)
     from .device import resolve
     dist.init(resolve(cfg.device))
     random.seed(cfg.seed)

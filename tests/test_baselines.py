@@ -188,3 +188,10 @@ def test_sft_baseline_end_to_end_on_tiny_model(tmp_path, name):
         assert stats["wrong->right"] == 6 and stats["right->right"] == 6 and len(rows) == 12
     assert all(r["turns"][-1]["reward"] == 1.0 for r in rows)
     assert (rd.path / "train" / "train_log.jsonl").exists()
+    # validation points (issue 21): before training and after each epoch, on pool problems never trained on
+    val = [json.loads(x) for x in (rd.path / "train" / "val_log.jsonl").read_text().splitlines()]
+    last = json.loads((rd.path / "train" / "train_log.jsonl").read_text().splitlines()[-1])["step"]
+    assert [r["step"] for r in val] == [0, last] and all(r["n"] == 2 for r in val)
+    from scorebench.training.validation import training_split
+    pool = {e["id"] for e in training_split(task.train())[1]}
+    assert pool and not pool & {r["id"].split("#")[0] for r in rows}

@@ -301,10 +301,12 @@ class Trainer:
         random.Random(derive_seed(self.cfg.seed, "epoch", epoch)).shuffle(order)
         return order
 
-    def fit(self, sequences: list[Sequence], steps: int | None = None, desc: str = "sft") -> dict | None:
+    def fit(self, sequences: list[Sequence], steps: int | None = None, desc: str = "sft",
+            validate=None) -> dict | None:
         """SFT-style training over ``sequences`` for min(steps, epochs) optimizer steps of ``cfg.batch_size``
         sequences, resuming from the latest checkpoint in ``out_dir``; checkpoints every ``save_every`` and at the
-        end. Data order depends only on (seed, epoch), so a resumed run sees the same batches."""
+        end. Data order depends only on (seed, epoch), so a resumed run sees the same batches. ``validate(step)``,
+        if given, is called before the first step and after every epoch (and the last step)."""
         from tqdm.auto import tqdm
         if not sequences:
             raise ValueError("fit: no training sequences")
@@ -317,6 +319,8 @@ class Trainer:
         bar = tqdm(total=total, initial=min(self.step_count, total), desc=desc, unit="step",
                    disable=not dist.is_main())
         stats = None
+        if validate and self.step_count == 0:
+            validate(0)
         while self.step_count < total:
             epoch, pos = divmod(self.step_count, per_epoch)
             order = self._order(len(sequences), epoch)
@@ -326,6 +330,8 @@ class Trainer:
             stats = self.step(batch, extra={"epoch": epoch + pos / per_epoch})
             bar.update(1)
             bar.set_postfix(loss=f"{stats['loss']:.4f}", tok_s=f"{stats['tokens_per_s']:.0f}")
+            if validate and (self.step_count % per_epoch == 0 or self.step_count == total):
+                validate(self.step_count)
             if self.cfg.save_every and self.step_count % self.cfg.save_every == 0 and self.step_count < total:
                 self.save_checkpoint()
         bar.close()

@@ -61,14 +61,15 @@ def evaluate(ctx, problems: list[dict], max_new_tokens: int, seed: int = 0) -> d
     rollouts' compute dtype after). Every rank evaluates its share; all get the metrics."""
     engine = ctx.engine
     before = getattr(engine, "compute_dtype", "float32")
-    engine.use_compute_dtype("float32")
+    switch = getattr(engine, "use_compute_dtype", lambda dtype: dtype)  # engines outside Engine keep their own
+    switch("float32")
     try:
         params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens, seed=seed)
         mine = dist.shard(problems)
         eps = run_protocol(engine, ctx.task, mine, params, ProtocolConfig(turns=2), progress=False,
                            chunk_size=max(1, len(mine))) if mine else []
     finally:
-        engine.use_compute_dtype(before)
+        switch(before)
     everyone = [e for part in dist.gather(eps) for e in part]
     c = correctness(everyone)
     out = {k: v for k, v in _point(c).items() if k in VAL_FIELDS}
@@ -89,7 +90,8 @@ class Validator:
         self.log = Path(out_dir) / "val_log.jsonl"
         self.best_dir = Path(out_dir) / "best_policy"
         self.problems = training_split(ctx.task.train())[1][:self.n]
-        recorded = ctx.run_dir.config().get("val_every_resolved")
+        self._recordable = (Path(ctx.run_dir.path) / "config.json").exists()
+        recorded = ctx.run_dir.config().get("val_every_resolved") if self._recordable else None
         if not self.every and recorded:
             self.every = recorded  # a resumed run keeps the interval it chose
         self._val_seconds = None
@@ -115,10 +117,13 @@ class Validator:
         """Fix the automatic interval once, from the first validation's and the first step's wall times."""
         if self.enabled and not self.every and self._val_seconds is not None:
             self.every = auto_every(self._val_seconds, step_seconds)
-            self.ctx.run_dir.update_config(val_every_resolved=self.every)
+            if self._recordable:
+                self.ctx.run_dir.update_config(val_every_resolved=self.every)
 
-    def __call__(self, step: int, trainer) -> dict | None:
-        if not self.due(step):
+    def __call__(self, step: int, trainer, force: bool = False) -> dict | None:
+        """Validate the policy after ``step`` optimizer steps if due (``force``: whenever not yet logged — SFT's
+        points per epoch); returns the logged row, or None."""
+        if not (self.due(step) or (force and self.enabled and not any(r["step"] == step for r in self.rows()))):
             return None
         t0 = time.time()
         m = evaluate(self.ctx, self.problems, self.max_new, seed=0)
@@ -156,7 +161,8 @@ class Validator:
         else:
             step = trainer.step_count
             trainer.save_policy(path)
-        self.ctx.run_dir.update_config(test_policy_step=step, select=self.select)
+        if self._recordable:
+            self.ctx.run_dir.update_config(test_policy_step=step, select=self.select)
         return path
 
 
