@@ -95,15 +95,20 @@ class Validator:
         if not self.every and recorded:
             self.every = recorded  # a resumed run keeps the interval it chose
         self._val_seconds = None
+        self._rows: list[dict] | None = None
 
     @property
     def enabled(self) -> bool:
         return self.n > 0 and bool(self.problems)
 
     def rows(self) -> list[dict]:
-        if not self.log.exists():
-            return []
-        return [json.loads(x) for x in self.log.read_text(encoding="utf-8").splitlines() if x.strip()]
+        """The points logged so far: read once (rank 0's file, after a resume dropped redone steps), then kept in
+        memory, so every rank of a multi-process run takes the same decisions."""
+        if self._rows is None:
+            mine = ([json.loads(x) for x in self.log.read_text(encoding="utf-8").splitlines() if x.strip()]
+                    if dist.is_main() and self.log.exists() else [])
+            self._rows = dist.gather(mine)[0]
+        return self._rows
 
     def due(self, step: int) -> bool:
         """Is the policy after ``step`` optimizer steps to be validated (and not yet)?"""
@@ -114,9 +119,11 @@ class Validator:
         return bool(self.every) and step % self.every == 0
 
     def resolve_every(self, step_seconds: float) -> None:
-        """Fix the automatic interval once, from the first validation's and the first step's wall times."""
+        """Fix the automatic interval once, from the first validation's and the first step's wall times (rank 0's,
+        so every rank validates at the same steps)."""
         if self.enabled and not self.every and self._val_seconds is not None:
-            self.every = auto_every(self._val_seconds, step_seconds)
+            val_s, step_s = dist.gather((self._val_seconds, step_seconds))[0]
+            self.every = auto_every(val_s, step_s)
             if self._recordable:
                 self.ctx.run_dir.update_config(val_every_resolved=self.every)
 
@@ -130,11 +137,12 @@ class Validator:
         self._val_seconds = time.time() - t0
         row = {"step": step, **m, "seconds": round(self._val_seconds, 1)}
         best = self.best()
+        self._rows.append(row)
         if dist.is_main():
             with open(self.log, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
         if self.select == "best_val_delta" and (best is None or m["delta"] > best["delta"]):
-            trainer.save_policy(self.best_dir)  # rank 0 writes; the policy the test will use if none beats it
+            trainer.save_policy(self.best_dir)  # every rank calls it; rank 0 writes
             if dist.is_main():
                 (self.best_dir / "step.json").write_text(json.dumps({"step": step, "delta": m["delta"]}))
         return row
@@ -148,9 +156,9 @@ class Validator:
         """Write the policy the test evaluates to ``path`` — the final one, or under ``select="best_val_delta"``
         the kept policy of the best validation Δ — and record its step in config.json (``test_policy_step``)."""
         path = Path(path)
-        kept = self.best_dir / "step.json"
-        if self.select == "best_val_delta" and kept.exists():
-            step = json.loads(kept.read_text())["step"]
+        best = self.best()
+        if self.select == "best_val_delta" and best is not None and (self.best_dir / ".complete").exists():
+            step = best["step"]
             if dist.is_main():
                 tmp = path.parent / f".tmp-{path.name}"
                 shutil.rmtree(tmp, ignore_errors=True)
