@@ -90,7 +90,7 @@ class RunConfig:
         return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()[:8]
 
 
-LATER_FIELDS = {"compute_dtype": "auto", "device": "auto"}
+LATER_FIELDS = {"compute_dtype": "auto", "device": "auto", "rules": 1}
 """Fields added after runs were recorded, with the value those runs used: left out of the record at that value."""
 
 DTYPES = ("float32", "bfloat16", "float16")

@@ -59,6 +59,8 @@ def test_compute_dtype_keeps_the_keys_of_recorded_runs():
     old = {"method": "base", "task": "arith", "train_task": None, "model": None, "engine": "hf", "dtype": "float32",
            "limit": None, "turns": 2, "temperature": 0.0, "top_p": 1.0, "max_new_tokens": 160, "seed": 0,
            "batch_size": 32, "task_args": {}, "method_args": {}}  # results/runs/base-arith-cap160, key 891dbabc
-    assert RunConfig(**old, compute_dtype="auto").key() == "891dbabc"
-    assert RunConfig(**old, compute_dtype="auto").record() == old
+    assert RunConfig(**old, compute_dtype="auto", rules=1).key() == "891dbabc"
+    # the same config under today's rules (strict grading, fp32 evaluation) is another run with another key
+    assert RunConfig(**old).key() != "891dbabc" and RunConfig(**old).record()["rules"] == 2
+    assert RunConfig(**old, compute_dtype="auto", rules=1).record() == old
     assert RunConfig(**old, compute_dtype="float32").key() != "891dbabc"
