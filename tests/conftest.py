@@ -54,3 +54,19 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
     LlamaForCausalLM(cfg).save_pretrained(d)
     tokenizer.save_pretrained(d)
     return d
+
+
+@pytest.fixture
+def no_model(monkeypatch, tmp_path):
+    """Run in an empty directory (holding a file ``afile`` and an empty ``runs/``) where loading a model fails the
+    test: for checks that must refuse bad input before any model loads or anything is written."""
+    from scorebench import models
+
+    def refuse(*a, **k):
+        raise AssertionError("a model was loaded before the input was checked")
+    monkeypatch.setattr(models, "load", refuse)
+    monkeypatch.setattr(models, "_embedded_cache", refuse)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "runs").mkdir()
+    return tmp_path

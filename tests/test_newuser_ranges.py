@@ -7,23 +7,10 @@ import math
 
 import pytest
 
-from scorebench import models
 from scorebench.baselines.pair_sft import PairConfig
 from scorebench.baselines.star import StarConfig
 from scorebench.cli import main
 from scorebench.training.config import TrainConfig
-
-
-@pytest.fixture
-def no_model(monkeypatch, tmp_path):
-    """An empty directory where loading a model fails the test."""
-    def refuse(*a, **k):
-        raise AssertionError("a model was loaded before the input was checked")
-    monkeypatch.setattr(models, "load", refuse)
-    monkeypatch.setattr(models, "_embedded_cache", refuse)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "runs").mkdir()
-    return tmp_path
 
 
 def one_line_error(args, capsys, where):

@@ -12,19 +12,6 @@ from scorebench import models
 from scorebench.cli import build_parser, main
 
 
-@pytest.fixture
-def no_model(monkeypatch, tmp_path):
-    """Run in an empty directory where loading a model fails the test."""
-    def refuse(*a, **k):
-        raise AssertionError("a model was loaded before the input was checked")
-    monkeypatch.setattr(models, "load", refuse)
-    monkeypatch.setattr(models, "_embedded_cache", refuse)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "afile").write_text("x")
-    (tmp_path / "runs").mkdir()
-    return tmp_path
-
-
 def one_line_error(args, capsys):
     rc = main(args)
     err = capsys.readouterr().err
