@@ -114,8 +114,9 @@ def run_protocol(engine: Engine, task, examples: list[dict], params: SamplingPar
     Turn 1 draws ``samples_per_problem`` samples per problem; each later turn continues its own conversation
     with one sample. ``samples_per_attempt`` m > 1 (training only) continues each first attempt m times: the
     episodes of a problem are then its k first attempts × m continuations, first-attempt-major, each a whole
-    conversation sharing its turn 1 with its m − 1 siblings (ids ``id#(k·m + j)``). Examples are processed in chunks; ``on_episodes`` receives each finished chunk so a run
-    directory can persist it before the next starts (a killed run keeps what it finished).
+    conversation sharing its turn 1 with its m − 1 siblings (ids ``id#(k·m + j)``). Examples are processed in
+    chunks; ``on_episodes`` receives each finished chunk so a run directory can persist it before the next starts
+    (a killed run keeps what it finished).
     """
     protocol = protocol or ProtocolConfig()
     instruction = protocol.instruction or task.correction_instruction
