@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup test test-lowest test-slow run clean-cache
+.PHONY: setup test test-lowest test-full test-slow run clean-cache
 
 $(STAMP): pyproject.toml Makefile
 	@command -v bwrap >/dev/null 2>&1 || (command -v apt-get >/dev/null 2>&1 && (apt-get update -qq && apt-get install -y -qq bubblewrap) >/dev/null 2>&1) || echo "note: bubblewrap not installed; the sandbox will use its weaker fallback"
@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP)
 
-# The lowest transformers pyproject allows, for the tests that depend on tokenizers and chat templates: a venv
-# that overlays that transformers (and the hub client it needs) on .venv's packages, and its own model cache (the
-# embedded GGUF converts differently under it).
+# The lowest transformers pyproject allows, for the tests marked `template` (they depend on tokenizers, chat
+# templates or the transformers version; tests/conftest.py marks them by fixture): a venv that overlays that
+# transformers (and the hub client it needs) on .venv's packages, and its own model cache (the embedded GGUF
+# converts differently under it).
 LOWEST_TRANSFORMERS := 5.17.0
 LOW := .venv-lowest
 $(LOW)/.done: $(STAMP) Makefile
@@ -34,15 +35,19 @@ $(LOW)/.done: $(STAMP) Makefile
 
 test-lowest: $(LOW)/.done
 	SCOREBENCH_CACHE=$(abspath $(LOW))/cache $(LOW)/bin/python -c "import transformers; print('transformers', transformers.__version__)"
-	SCOREBENCH_CACHE=$(abspath $(LOW))/cache $(LOW)/bin/python -m pytest -q -p no:cacheprovider tests/test_sampled.py tests/test_protocol.py tests/test_trainer.py tests/test_baselines.py tests/test_score.py
+	SCOREBENCH_CACHE=$(abspath $(LOW))/cache $(LOW)/bin/python -m pytest -q -p no:cacheprovider -m template tests
 
-# The test command the README and .ci/run use: the tokenizer/sequence tests under the lowest supported
-# transformers, then the whole suite.
+# The test command the README and .ci/run use: the `template` tests under the lowest supported transformers, then
+# the whole suite except the `full` tests (multi-process runs beyond one two-process equivalence check) and the
+# `slow` ones (skipped unless SCOREBENCH_SLOW=1).
 test: setup test-lowest
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -m "not full" tests
 
-test-slow: setup
+# Everything: the `template` tests under the lowest transformers, then every test, `full` and `slow` included.
+test-full: setup test-lowest
 	SCOREBENCH_SLOW=1 $(BIN)/python -m pytest -q tests
+
+test-slow: test-full  # the old name
 
 # The main job on the embedded default.
 run: setup

@@ -1,14 +1,44 @@
+"""Shared fixtures, and the markers that select tests, applied here so no test has to remember them:
+
+- ``e2e``: everything under tests/e2e (the CLI, subprocesses, torchrun/accelerate, the examples, the docs);
+- ``gpu``: everything under tests/gpu (skipped without CUDA; scripts/gpu_check.sh runs them);
+- ``model``: a test that loads the embedded model or its tokenizer (the fixtures in MODEL_FIXTURES, directly or
+  through another fixture, e.g. ``tiny_model_dir``), or that says ``@pytest.mark.model`` itself;
+- ``template``: a unit test whose result depends on the tokenizer, the chat template or the transformers version
+  (the fixtures in TEMPLATE_FIXTURES): what ``make test-lowest`` runs under the lowest supported transformers;
+- ``slow`` (said by the test): skipped unless SCOREBENCH_SLOW=1 (``make test-full``);
+- ``full`` (said by the test): the multi-process equivalence runs ``make test`` leaves to ``make test-full``.
+"""
 import os
+from pathlib import Path
 
 import pytest
 
+TESTS = Path(__file__).resolve().parent
+# fixtures that load the embedded model or its tokenizer (pytest lists a test's fixtures with their dependencies)
+MODEL_FIXTURES = {"tokenizer", "tok", "mt", "tiny_model_dir", "lm_eval_run", "scorebench_turn1"}
+# fixtures that hand a test the embedded tokenizer/chat template or a transformers model built from it
+TEMPLATE_FIXTURES = {"tokenizer", "tok", "mt"}
+
 
 def pytest_collection_modifyitems(config, items):
-    if os.environ.get("SCOREBENCH_SLOW") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow end-to-end test; set SCOREBENCH_SLOW=1 (make test-slow)")
+    slow_ok = os.environ.get("SCOREBENCH_SLOW") == "1"
+    skip = pytest.mark.skip(reason="slow end-to-end test; set SCOREBENCH_SLOW=1 (make test-full)")
     for item in items:
-        if "slow" in item.keywords:
+        try:
+            area = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:
+            area = ""
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if area == "e2e":
+            item.add_marker(pytest.mark.e2e)
+        if area == "gpu":
+            item.add_marker(pytest.mark.gpu)
+        if fixtures & MODEL_FIXTURES and "model" not in item.keywords:
+            item.add_marker(pytest.mark.model)
+        if area == "unit" and fixtures & TEMPLATE_FIXTURES:
+            item.add_marker(pytest.mark.template)
+        if "slow" in item.keywords and not slow_ok:
             item.add_marker(skip)
 
 

@@ -1,7 +1,7 @@
-"""One rank of the multi-process training checks in tests/test_dist.py (launched by torch.distributed.run, or run
+"""One rank of the multi-process training checks in tests/e2e/test_distributed.py (launched by torch.distributed.run, or run
 plainly as the 1-process reference): two SCoRe steps on given episodes, then two SFT steps on given sequences.
 
-    python tests/dist_worker.py MODEL_DIR DATA.pkl OUT_DIR
+    python tests/e2e/dist_worker.py MODEL_DIR DATA.pkl OUT_DIR
 """
 import json
 import pickle

@@ -14,6 +14,7 @@ import pytest
 from scorebench import dist
 
 HERE = Path(__file__).parent
+ROOT = HERE.parents[1]  # the repository
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -27,7 +28,7 @@ def scorebench_cmd(*args) -> list[str]:
 
 def start(cmd, log: Path) -> subprocess.Popen:
     with open(log, "w") as f:  # files, not pipes: progress bars could fill a pipe
-        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=ENV, cwd=HERE.parent,
+        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=ENV, cwd=ROOT,
                                 start_new_session=True)
 
 
@@ -136,6 +137,7 @@ def _same_run(a: Path, b: Path, n: int) -> None:
     assert json.loads((a / "metrics.json").read_text()) == json.loads((b / "metrics.json").read_text())
 
 
+@pytest.mark.full  # make test-full (make test keeps one two-process equivalence run)
 @pytest.mark.model
 def test_accelerate_launch_two_process_eval_equals_one_process(tiny_model_dir, tmp_path):
     """``accelerate launch --num_processes 2 -m scorebench run``: 9 problems in chunks of 2 (ranks take chunks
@@ -183,6 +185,7 @@ def _kill_rank1_when(launcher, cond, what) -> float:
     return time.time() - t0
 
 
+@pytest.mark.full  # make test-full (make test keeps one two-process equivalence run)
 @pytest.mark.model
 def test_killed_rank_ends_the_run_then_it_resumes(tiny_model_dir, tmp_path):
     """Rank 1 killed mid-evaluation: the run ends within seconds with one line from rank 0 saying why; the same
@@ -204,6 +207,7 @@ def test_killed_rank_ends_the_run_then_it_resumes(tiny_model_dir, tmp_path):
     _same_run(tmp_path / "one", out, n)
 
 
+@pytest.mark.full  # make test-full (make test keeps one two-process equivalence run)
 @pytest.mark.model
 def test_two_process_score_run_killed_mid_step_resumes(tiny_model_dir, tmp_path):
     """A 2-process SCoRe run killed after its first checkpoint resumes from it: every step's rollouts are logged
@@ -232,6 +236,7 @@ def test_two_process_score_run_killed_mid_step_resumes(tiny_model_dir, tmp_path)
     assert len(eps) == 4 and len({e["id"] for e in eps}) == 4
 
 
+@pytest.mark.full  # make test-full (make test keeps one two-process equivalence run)
 @pytest.mark.model
 def test_two_process_star_samples_the_same_traces(tiny_model_dir, tmp_path):
     """STaR's data generation dealt over 2 ranks (130 problems: chunks of 64, 64, 2) samples exactly the traces one
@@ -251,6 +256,7 @@ def test_two_process_star_samples_the_same_traces(tiny_model_dir, tmp_path):
     _same_run(tmp_path / "one", tmp_path / "two", 3)
 
 
+@pytest.mark.full  # make test-full (make test keeps one two-process equivalence run)
 @pytest.mark.model
 def test_ranks_on_a_fresh_machine_convert_the_embedded_model_once(tmp_path):
     """Every rank resolves the embedded model at start; on a fresh cache they must not convert it over each other:

@@ -4,7 +4,7 @@ results README opens with what was and was not shown and where each table is, fo
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 README = (ROOT / "README.md").read_text()
 
 
@@ -54,3 +54,12 @@ def test_results_readme_opens_for_a_reader():
     for table in ("table1-arith/table1.md", "table2-arith-mix/table2.md", "table4-arith-mix/table4.md"):
         assert f"]({table})" in opening
     assert "Glossary" in opening
+
+
+def test_readme_commands_and_definitions():
+    """The README's ``--method-arg a=… b=…`` failed (one pair per flag), and it never defined Δ, Δ i→c, Δ c→i or
+    said what the brackets are."""
+    readme = README
+    assert not re.findall(r"--(?:method|task)-arg [^\s`=]+=[^\s`]* ([^\s`-][^\s`]*=)", readme)
+    for term in ("**Δ(t1,t2)** = Acc@t2 − Acc@t1", "**Δ i→c** =", "**Δ c→i** =", "95% paired-bootstrap"):
+        assert term in readme

@@ -58,12 +58,10 @@ def test_make_pairs_deterministic():
     assert [(p[1].response, p[2].response) for p in a] == [(p[1].response, p[2].response) for p in b]
 
 
-def test_pairs_become_turn2_sft_sequences():
-    from transformers import AutoTokenizer
+def test_pairs_become_turn2_sft_sequences(tokenizer):
     from scorebench.engines.base import render_ids
-    from scorebench.models import resolve
     from scorebench.training import episode_to_sequences
-    tok = AutoTokenizer.from_pretrained(resolve(None))
+    tok = tokenizer
     e = pair_episode("a", Turn("2+2?", "5", reward=0.0), Turn("2+2?", "4", reward=1.0), "Fix it.")
     (s,) = episode_to_sequences(tok, e, [0.0, 1.0])
     assert tok.decode([t for t, w in zip(s.input_ids, s.weights) if w]) == "4<|im_end|>"
@@ -159,15 +157,15 @@ class FakeEngine(Engine):
 
 
 @pytest.mark.parametrize("name", ["star+", "pair-sft+"])
-def test_sft_baseline_end_to_end_on_tiny_model(tmp_path, name):
+def test_sft_baseline_end_to_end_on_tiny_model(tmp_path, name, tokenizer):
     import json
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
     from scorebench.method import RunContext
-    from scorebench.models import load, resolve
+    from scorebench.models import load
     from scorebench.rundir import RunDir
     from scorebench.tasks.arith import Arith
-    tok = AutoTokenizer.from_pretrained(resolve(None))
+    tok = tokenizer
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                                          num_attention_heads=2, num_key_value_heads=1, vocab_size=len(tok)))

@@ -78,7 +78,7 @@ def test_gpu_check_refuses_without_cuda_and_writes_nothing(tmp_path):
     import subprocess
     import sys
     from pathlib import Path
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[3]  # the repository
     r = subprocess.run(["bash", str(root / "scripts" / "gpu_check.sh"), str(tmp_path / "gpu")], capture_output=True,
                        text=True, env={**os.environ, "PYTHON": sys.executable}, timeout=120)
     assert r.returncode == 1 and "no CUDA device here" in r.stderr

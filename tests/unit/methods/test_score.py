@@ -134,13 +134,3 @@ def test_loss_and_gradient_equal_hand_reinforce(tiny, tokenizer, stage, temp, tm
     assert loss.item() == pytest.approx(manual.item(), rel=1e-4, abs=1e-6)
     for n, p in trainer.model.named_parameters():
         torch.testing.assert_close(got[n], p.grad, rtol=1e-3, atol=1e-6)
-
-
-def test_kl_zero_when_policy_equals_reference(tiny, tokenizer, tmp_path):
-    from scorebench.training import Trainer, TrainConfig, episode_to_sequence
-    tcfg = TrainConfig(batch_size=4, kl_estimator="full", loss_normalization="sequences")
-    trainer = Trainer(copy.deepcopy(tiny), tokenizer, tcfg, out_dir=tmp_path)
-    eps = _episodes(tokenizer)
-    seqs = [episode_to_sequence(tokenizer, e, [0.0, 0.0], [0.1, 0.01]) for e in eps]
-    loss, stats = trainer.loss(seqs)
-    assert stats["kl_count"] > 0 and abs(stats["kl"]) < 1e-6 and abs(float(loss)) < 1e-6

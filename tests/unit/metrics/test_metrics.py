@@ -116,3 +116,17 @@ def test_truncation_and_length_per_turn():
     from scorebench.tables import table
     row = table([("m", "t", m)], ci=False, diagnostics=True).splitlines()[2]
     assert row.endswith("| 50.0 | 0.0 | 40.0 | 25.0 | 0.0 |"), row
+
+
+def test_uncut_delta_by_hand():
+    from scorebench.metrics import compute
+
+    def ep(r1, r2, cut1=False):
+        return Episode("x", [Turn("q", "a", reward=r1, finish_reason="length" if cut1 else "stop"),
+                             Turn("p", "b", reward=r2)])
+    eps = [ep(0, 1, cut1=True), ep(0, 1, cut1=True), ep(0, 1), ep(1, 1), ep(1, 0), ep(0, 0)]
+    m = compute(eps, n_bootstrap=50)
+    assert m["delta"] == pytest.approx(2 / 6)          # three i->c, one c->i over six
+    assert m["n_uncut"] == 4 and m["delta_uncut"] == pytest.approx(0.0)  # one i->c, one c->i over four
+    lo, hi = m["ci95"]["delta_uncut"]
+    assert lo <= 0.0 <= hi

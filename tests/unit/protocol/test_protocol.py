@@ -56,14 +56,36 @@ def test_given_first_attempt_is_not_generated(scripted):
     assert [e.id for e in eps] == [x["id"] for x in ex]
 
 
-def test_rendered_conversation(tokenizer):
-    from scorebench.protocol import Episode, Turn
-    e = Episode(id="x", turns=[Turn("What is 2+2?", "5"), Turn(SELF_CORRECTION_INSTRUCTION, "4")])
-    text = tokenizer.apply_chat_template(e.messages(1) + [{"role": "user", "content": SELF_CORRECTION_INSTRUCTION}],
-                                         tokenize=False, add_generation_prompt=True)
-    assert text.endswith("<|im_start|>user\n" + SELF_CORRECTION_INSTRUCTION + "<|im_end|>\n<|im_start|>assistant\n")
-    i_q, i_a, i_p = text.index("What is 2+2?"), text.index("<|im_start|>assistant\n5<|im_end|>"), text.index("There")
-    assert i_q < i_a < i_p
+def test_rendered_conversation(tokenizer, scripted):
+    """What the model is prompted with at turn 2: ``render_ids`` of the conversation the protocol hands the engine,
+    against the ChatML text written out by hand (the embedded model's template adds its default system turn)."""
+    from scorebench.engines.base import render_ids
+
+    class Task:
+        name, kind, correction_instruction = "t", "math", SELF_CORRECTION_INSTRUCTION
+
+        def prompt(self, ex):
+            return "What is 2+2?"
+
+        def meta(self, ex):
+            return {}
+
+        def evaluate_batch(self, examples, responses):
+            return [{"reward": float(r == "4")} for r in responses]
+
+    eng = scripted(lambda conv, k: "5" if len(conv) == 1 else "4")
+    eps = run_protocol(eng, Task(), [{"id": "x"}], SamplingParams(temperature=0), progress=False)
+    assert eps[0].rewards == [0.0, 1.0]
+    want = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+            "<|im_start|>user\nWhat is 2+2?<|im_end|>\n"
+            "<|im_start|>assistant\n5<|im_end|>\n"
+            "<|im_start|>user\n" + SELF_CORRECTION_INSTRUCTION + "<|im_end|>\n"
+            "<|im_start|>assistant\n")
+    ids = render_ids(tokenizer, eng.calls[1][0])
+    assert tokenizer.decode(ids) == want
+    im_start, im_end = (tokenizer.convert_tokens_to_ids(s) for s in ("<|im_start|>", "<|im_end|>"))
+    assert ids.count(im_start) == 5 and ids.count(im_end) == 4  # the markers are single control tokens
+    assert ids == tokenizer(want, add_special_tokens=False)["input_ids"]
 
 
 def test_problem_id_is_parsed_in_one_place(scripted):

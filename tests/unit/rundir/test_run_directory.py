@@ -1,5 +1,6 @@
-"""One writer per run directory (a flock on the directory), episodes de-duplicated by id when read, incomplete runs
-marked in tables, one file mode for every file (issue 13)."""
+"""The run directory: one writer (a flock on the directory), episodes de-duplicated by id when read, a truncated
+tail tolerated and corruption refused, a different config refused, incomplete runs marked in tables, one file mode
+for every file (issue 13)."""
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import pytest
 
 from scorebench.cli import main
 from scorebench.protocol import Episode, Turn
-from scorebench.rundir import RunDir, RunDirBusy
+from scorebench.rundir import RunDir, RunDirBusy, RunDirError
 
 
 def _ep(i, r=1.0):
@@ -132,3 +133,27 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         rd.update_config(x=1)
     assert rd.config_path.read_bytes() == before and sorted(p.name for p in rd.path.iterdir()) == ["config.json"]
+
+
+def test_episodes_tolerate_truncated_tail_but_not_corruption(tmp_path):
+    rd = RunDir(tmp_path)
+    rd.init({"config": {"a": 1}})
+    rd.append_episodes([Episode(id=str(i), turns=[Turn("p", "r", 1.0)]) for i in (1, 2)])
+    with open(rd.episodes_path, "a") as f:
+        f.write('{"id": "3", "tur')  # a kill mid-write
+    assert len(rd.episodes()) == 2
+    rd.episodes(repair=True)
+    assert rd.episodes_path.read_text().endswith("}\n")
+    lines = rd.episodes_path.read_text().splitlines()
+    rd.episodes_path.write_text(lines[0] + "\nnot json\n" + lines[1] + "\n")
+    with pytest.raises(RunDirError, match=r"episodes.jsonl:2: malformed"):
+        rd.episodes()
+
+
+def test_rundir_refuses_a_different_config(tmp_path):
+    rd = RunDir(tmp_path)
+    rd.init({"config": {"a": 1}})
+    rd.init({"config": {"a": 1}})  # same config: resumable
+    assert rd.config()["resumed"] == 1
+    with pytest.raises(RunDirError, match="differs in: a"):
+        rd.init({"config": {"a": 2}})

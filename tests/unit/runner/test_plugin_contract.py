@@ -13,7 +13,7 @@ from scorebench.method import Method
 from scorebench.protocol import Episode, Turn
 from scorebench.registry import METHODS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository
 
 
 class StubEngine:

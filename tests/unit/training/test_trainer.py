@@ -77,8 +77,12 @@ def test_paper_defaults_and_presets():
 def test_sequence_matches_chat_template_and_weights_on_responses(tok):
     ep = Episode("e", [Turn("What is 2+3? Answer.", "It is 5."), Turn("Fix it, if needed.", "Still 5, final.")])
     s = episode_to_sequence(tok, ep, [0.25, 1.0], kl_weights=[0.1, 0.0])
-    full = tok.apply_chat_template(ep.messages(), tokenize=False)
-    assert tok.decode(s.input_ids) == full.rstrip("\n")
+    # the conversation written out by hand (the template's default system turn, then ChatML), ending with the
+    # second attempt's end-of-turn token (the template's trailing newline is not trained on)
+    assert tok.decode(s.input_ids) == (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+        "<|im_start|>user\nWhat is 2+3? Answer.<|im_end|>\n<|im_start|>assistant\nIt is 5.<|im_end|>\n"
+        "<|im_start|>user\nFix it, if needed.<|im_end|>\n<|im_start|>assistant\nStill 5, final.<|im_end|>")
     eot = end_of_turn(tok)
     r1 = tok("It is 5.", add_special_tokens=False)["input_ids"] + [eot]
     r2 = tok("Still 5, final.", add_special_tokens=False)["input_ids"] + [eot]

@@ -188,58 +188,70 @@ def test_every_turn_draws_from_its_own_stream(scripted):
     assert len(seeds) == 6 and len(set(seeds)) == 6  # 2 chunks x 3 turns, all different
 
 
-def test_same_seed_same_tokens_distinct_rows(engine):
+def test_same_seed_same_tokens_distinct_rows(engine, monkeypatch):
+    """Equal seeds give equal tokens; and every row the engine samples (3 problems x 2 samples x 2 turns) draws
+    from its own stream: the keys are read from the engine's draws, so a protocol that reused turn 1's seed at
+    turn 2, or an engine that gave two samples of a conversation one key, fails here."""
+    from scorebench.engines import hf
+    keys = []
+
+    def recording(logits, temperature, top_p, k, counters, **kw):
+        keys.extend(zip(k.tolist(), counters.tolist()))
+        return real(logits, temperature, top_p, k, counters, **kw)
+    real = hf.sample
+    monkeypatch.setattr(hf, "sample", recording)
     a = rollout(engine, 2, max_new=8, temperature=1.0, n=2, seed=5)
+    first_draws = [key for key, c in keys if c == 0]
+    keys.clear()
     b = rollout(engine, 2, max_new=8, temperature=1.0, n=2, seed=5)
     assert [[t.response_ids for t in e.turns] for e in a] == [[t.response_ids for t in e.turns] for e in b]
-    # no episode's second attempt replays its first attempt's uniforms: the engine's generators are seeded by
-    # (seed, conversation, sample) under a per-turn seed, all distinct
-    from scorebench.seeding import derive_seed
-    keys = {derive_seed(s, i, k) for s in (derive_seed(5, "turn", t, "p0") for t in (0, 1)) for i in range(6)
-            for k in range(2)}
-    assert len(keys) == 24
+    assert len(first_draws) == 12 and len(set(first_draws)) == 12  # one stream per (problem, sample, turn)
+    assert sorted(first_draws) == sorted(key for key, c in keys if c == 0)  # the same streams again
+    c = rollout(engine, 2, max_new=8, temperature=1.0, n=2, seed=6)
+    assert [[t.response_ids for t in e.turns] for e in c] != [[t.response_ids for t in e.turns] for e in a]
 
 
-def test_uncut_delta_by_hand():
-    from scorebench.metrics import compute
-
-    def ep(r1, r2, cut1=False):
-        return Episode("x", [Turn("q", "a", reward=r1, finish_reason="length" if cut1 else "stop"),
-                             Turn("p", "b", reward=r2)])
-    eps = [ep(0, 1, cut1=True), ep(0, 1, cut1=True), ep(0, 1), ep(1, 1), ep(1, 0), ep(0, 0)]
-    m = compute(eps, n_bootstrap=50)
-    assert m["delta"] == pytest.approx(2 / 6)          # three i->c, one c->i over six
-    assert m["n_uncut"] == 4 and m["delta_uncut"] == pytest.approx(0.0)  # one i->c, one c->i over four
-    lo, hi = m["ci95"]["delta_uncut"]
-    assert lo <= 0.0 <= hi
-
-
-def test_paper_preset_micro_batches():
-    from scorebench.training import load_preset
-    p = load_preset("paper")
-    cfg = TrainConfig.from_dict({k: v for k, v in p.items() if not k.startswith("_") and not isinstance(v, dict)})
-    assert cfg.batch_size == 512 and cfg.micro <= 64
-
-
-def test_token_budget_micro_batches(tokenizer, tmp_path):
-    from scorebench.training import Sequence
-    from transformers import LlamaConfig, LlamaForCausalLM
-    model = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=1, vocab_size=len(tokenizer)))
-    tr = Trainer(model, tokenizer, TrainConfig(batch_size=6, micro_batch_tokens=40), tmp_path, ref_model=False)
-    batch = [Sequence([1] * n, [1.0] * n, [0.0] * n) for n in (30, 5, 12, 8, 20, 3)]
-    mbs = tr.micro_batches(batch)
-    assert sorted(len(s.input_ids) for mb in mbs for s in mb) == [3, 5, 8, 12, 20, 30]
-    for mb in mbs:
-        assert len(mb) == 1 or len(mb) * max(len(s.input_ids) for s in mb) <= 40
-
-
-def test_score_lr_schedule_spans_the_stage_schedule(tokenizer, tmp_path):
-    """A cosine schedule in SCoRe decays over the stage schedule's steps, not TrainConfig.steps (3000)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-    from scorebench.training.rl import make_trainer
-    model = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=1, vocab_size=len(tokenizer)))
-    tr = make_trainer(model, tokenizer, TrainConfig(lr_schedule="cosine", temperature=0.7), tmp_path, 10)
-    assert tr.temperature == 0.7
-    assert tr._lr_factor(5) == pytest.approx(0.5) and tr._lr_factor(10) == pytest.approx(0.0)
+def test_stage1_cut_first_attempt_keeps_its_kl(tokenizer):
+    """Stage I puts no policy gradient on turn 1 (weight 0) but keeps it near the reference (KL coefficient beta2).
+    When turn 1 is cut (no end-of-turn id) and its text does not re-render to its sampled ids (here spelt one
+    character per token, as a cut mid-word can be), turn 2 starts its own sequence, so turn 1's piece carries KL
+    only: the step must still train on it with beta2 on exactly turn 1's sampled response ids (dropping pieces
+    without loss weight would silently remove Stage I's turn-1 constraint whenever that happens)."""
+    from types import SimpleNamespace
+    from scorebench.methods.score import ScoreAlgorithm, ScoreConfig
+    from scorebench.training.rl import learn_step
+    tok = tokenizer
+    eot = end_of_turn(tok)
+    q, fix = "What is 2+3?", "Check it and answer again."
+    p1 = render_ids(tok, [{"role": "user", "content": q}])
+    eps = []
+    for i, (cut_text, final) in enumerate([("hello", "5"), ("world", "6")]):
+        r1 = [tok.convert_tokens_to_ids(c) for c in cut_text]  # cut: no end-of-turn id
+        assert r1 != tok(cut_text, add_special_tokens=False)["input_ids"]
+        p2 = render_ids(tok, [{"role": "user", "content": q}, {"role": "assistant", "content": cut_text},
+                              {"role": "user", "content": fix}])
+        r2 = tok(final, add_special_tokens=False)["input_ids"] + [eot]
+        eps.append(Episode(f"p0#{i}", [
+            Turn(q, cut_text, reward=0.0, prompt_ids=p1, response_ids=r1, finish_reason="length"),
+            Turn(fix, final, reward=float(final == "5"), prompt_ids=p2, response_ids=r2)]))
+        assert p2[:len(p1) + len(r1)] != p1 + r1  # turn 2 does not extend turn 1: two pieces
+    cfg = ScoreConfig(stage1_steps=1, stage2_steps=1, problems_per_step=1, samples_per_problem=2, beta1=0.01,
+                      beta2=0.1)
+    algo = ScoreAlgorithm(cfg)
+    trained = []
+    stats, extra, _ = learn_step(SimpleNamespace(step=lambda seqs, extra: trained.extend(seqs)), algo, tok, 0, eps, 2)
+    assert extra["stage"] == "I"
+    for e in eps:
+        (t1, t2), pieces = e.turns, [s for s in trained if s.group == e.id]
+        assert len(pieces) == 2, e.id
+        first, second = sorted(pieces, key=lambda s: len(s.input_ids))
+        n1, n2 = len(t1.prompt_ids), len(t2.prompt_ids)
+        # turn 1's piece: exactly its sampled ids, no loss weight, beta2 on each of its response ids
+        assert first.input_ids == list(t1.prompt_ids) + list(t1.response_ids)
+        assert first.weights == [0.0] * len(first.input_ids)
+        assert first.kl_weights == [0.0] * n1 + [0.1] * len(t1.response_ids)
+        # turn 2's piece: the advantage (r2 minus the other sample's r2: +1 / -1) and beta1
+        adv = 1.0 if t2.reward else -1.0
+        assert second.input_ids == list(t2.prompt_ids) + list(t2.response_ids)
+        assert second.weights == [0.0] * n2 + [adv] * len(t2.response_ids)
+        assert second.kl_weights == [0.0] * n2 + [0.01] * len(t2.response_ids)
