@@ -38,7 +38,8 @@ test-lowest: $(LOW)/.done
 	SCOREBENCH_CACHE=$(abspath $(LOW))/cache $(LOW)/bin/python -m pytest -q -p no:cacheprovider -m template tests
 
 # The test command the README and .ci/run use: the `template` tests under the lowest supported transformers, then
-# the whole suite except the `full` tests (multi-process runs beyond one two-process equivalence check) and the
+# the whole suite except the `full` tests (multi-process runs beyond one two-process equivalence check, the slowest
+# engine case) and the
 # `slow` ones (skipped unless SCOREBENCH_SLOW=1).
 test: setup test-lowest
 	$(BIN)/python -m pytest -q -m "not full" tests

@@ -5,9 +5,12 @@
 - ``model``: a test that loads the embedded model or its tokenizer (the fixtures in MODEL_FIXTURES, directly or
   through another fixture, e.g. ``tiny_model_dir``), or that says ``@pytest.mark.model`` itself;
 - ``template``: a unit test whose result depends on the tokenizer, the chat template or the transformers version
-  (the fixtures in TEMPLATE_FIXTURES): what ``make test-lowest`` runs under the lowest supported transformers;
+  (the fixtures in TEMPLATE_FIXTURES): what ``make test-lowest`` runs under the lowest supported transformers.
+  Not the engine's tests (tests/unit/engines: the engine's arithmetic against the model's own forward on given
+  ids, 5 minutes of CI) nor whole runs on ``tiny_model_dir`` (they check the pipeline, not the template);
 - ``slow`` (said by the test): skipped unless SCOREBENCH_SLOW=1 (``make test-full``);
-- ``full`` (said by the test): the multi-process equivalence runs ``make test`` leaves to ``make test-full``.
+- ``full`` (said by the test): what ``make test`` leaves to ``make test-full``: the multi-process runs beyond one
+  two-process equivalence check, and the slowest engine case.
 """
 import os
 from pathlib import Path
@@ -19,6 +22,8 @@ TESTS = Path(__file__).resolve().parent
 MODEL_FIXTURES = {"tokenizer", "tok", "mt", "tiny_model_dir", "lm_eval_run", "scorebench_turn1"}
 # fixtures that hand a test the embedded tokenizer/chat template or a transformers model built from it
 TEMPLATE_FIXTURES = {"tokenizer", "tok", "mt"}
+NOT_TEMPLATE_FIXTURES = {"tiny_model_dir"}
+NOT_TEMPLATE_AREAS = {("unit", "engines")}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -26,9 +31,10 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="slow end-to-end test; set SCOREBENCH_SLOW=1 (make test-full)")
     for item in items:
         try:
-            area = item.path.resolve().relative_to(TESTS).parts[0]
+            parts = item.path.resolve().relative_to(TESTS).parts
         except ValueError:
-            area = ""
+            parts = ("",)
+        area = parts[0]
         fixtures = set(getattr(item, "fixturenames", ()))
         if area == "e2e":
             item.add_marker(pytest.mark.e2e)
@@ -36,7 +42,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.gpu)
         if fixtures & MODEL_FIXTURES and "model" not in item.keywords:
             item.add_marker(pytest.mark.model)
-        if area == "unit" and fixtures & TEMPLATE_FIXTURES:
+        if (area == "unit" and fixtures & TEMPLATE_FIXTURES and not fixtures & NOT_TEMPLATE_FIXTURES
+                and tuple(parts[:2]) not in NOT_TEMPLATE_AREAS):
             item.add_marker(pytest.mark.template)
         if "slow" in item.keywords and not slow_ok:
             item.add_marker(skip)

@@ -18,6 +18,7 @@ def _ep(i, r=1.0):
     return Episode(id=str(i), turns=[Turn("p", "r", r), Turn("p2", "r2", r)])
 
 
+@pytest.mark.full  # two processes: make test-full
 @pytest.mark.model
 def test_two_processes_into_one_out(tmp_path):
     """Two identical runs started together into one --out: one runs, the other refuses with one line (exit 2) —
