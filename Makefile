@@ -39,8 +39,7 @@ test-lowest: $(LOW)/.done
 
 # The test command the README and .ci/run use: the `template` tests under the lowest supported transformers, then
 # the whole suite except the `full` tests (multi-process runs beyond one two-process equivalence check, the slowest
-# engine case) and the
-# `slow` ones (skipped unless SCOREBENCH_SLOW=1).
+# engine case) and the `slow` ones (skipped unless SCOREBENCH_SLOW=1).
 test: setup test-lowest
 	$(BIN)/python -m pytest -q -m "not full" tests
 
