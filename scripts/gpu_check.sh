@@ -30,7 +30,7 @@ stage() {  # stage NAME LIMIT CMD...: run with a time limit, record its seconds 
   echo "stage $name: $(( $(date +%s) - t0 )) s, exit $rc$([ $rc = 124 ] && echo " (stopped at its ${lim} s limit)")" \
     | tee -a "$OUT/versions.txt"
 }
-stage gpu-tests "$LIM_TESTS" bash -c "$PY -m pytest -q -m gpu tests/test_gpu.py > '$OUT/pytest-gpu.txt' 2>&1"
+stage gpu-tests "$LIM_TESTS" bash -c "$PY -m pytest -q -m gpu tests/gpu/test_gpu.py > '$OUT/pytest-gpu.txt' 2>&1"
 stage bench "$LIM_BENCH" $PY -m scorebench bench --device cuda --quick --out "$OUT/bench.md" 2> "$OUT/bench.log"
 stage table4 "$LIM_TABLE" $PY -m scorebench reproduce --table 4 --task arith-mix --preset gpu-small --device cuda \
     --runs-dir "$OUT/runs" --out "$OUT/table4-arith-mix" 2> "$OUT/table4.log"

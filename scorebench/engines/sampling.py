@@ -5,7 +5,7 @@ the key ``derive_seed(seed, conversation, k)``. So equal seeds give equal sample
 lands in, and the uniforms are computed on the device with a handful of integer ops over all rows at once — no
 per-row generator objects, no host round trip, nothing that stops a decode step from being captured as a CUDA
 graph. The mix is splitmix64's finaliser (Steele et al., 2014) on ``key + (index + 1) * golden``; int64 tensor
-arithmetic wraps in two's complement on CPU and CUDA, and ``tests/test_engine.py`` checks it bit for bit against
+arithmetic wraps in two's complement on CPU and CUDA, and ``tests/unit/engines/test_engine.py`` checks it bit for bit against
 the same function in Python integers.
 """
 from __future__ import annotations

@@ -69,7 +69,7 @@ def end_of_turn(tokenizer) -> int:
     ids = _encode(tokenizer, tail) if tail else []
     # The first token the template writes after an assistant turn ends it, when it is an added (control) token.
     # Not "the eos token" nor "a special token": transformers 5.17's conversion of the embedded GGUF makes
-    # <|im_start|> the eos token and leaves <|im_end|> out of the special tokens (tests/test_sampled.py runs
+    # <|im_start|> the eos token and leaves <|im_end|> out of the special tokens (tests/unit/training/test_trains_on_what_was_sampled.py runs
     # under the lowest supported transformers in CI for this reason).
     added = set(tokenizer.get_added_vocab().values()) | set(tokenizer.all_special_ids)
     eot = ids[0] if ids and ids[0] in added else tokenizer.eos_token_id
