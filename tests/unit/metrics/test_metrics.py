@@ -130,3 +130,14 @@ def test_uncut_delta_by_hand():
     assert m["n_uncut"] == 4 and m["delta_uncut"] == pytest.approx(0.0)  # one i->c, one c->i over four
     lo, hi = m["ci95"]["delta_uncut"]
     assert lo <= 0.0 <= hi
+
+
+def test_one_turn_metrics_and_table():
+    """--turns 1: Acc@t1 only (no Δ, no uncut pairs, no edit distance), and the table shows only that column."""
+    from scorebench import tables
+    eps = [ep(0, 1), ep(1, 0), ep(2, 0), ep(3, 1)]
+    m = M.compute(eps, n_bootstrap=20)
+    assert (m["n"], m["turns"], m["acc_t1"]) == (4, 1, 0.5)
+    assert not any(k.startswith("delta") or k.startswith("acc_t2") or k.startswith("edit") for k in m)
+    t = tables.table([("base", "arith", m)], ci=False).splitlines()
+    assert t[0] == "| method | task | n | Acc@t1 |" and t[2] == "| base | arith | 4 | 50.0 |"

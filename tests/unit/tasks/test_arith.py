@@ -1,6 +1,8 @@
 """The CPU-scale task: seeded, disjoint splits, answers that follow from the text, exact grading."""
 import re
 
+import pytest
+
 from scorebench.tasks.arith import Arith, extract_answer
 
 
@@ -60,7 +62,6 @@ def test_cut_attempts_are_wrong_under_strict_grading_only():
     lax = grade(Arith(n_train=5, n_test=5, grading="lax"), [ex, ex], ["5 + 7 = 12"] * 2, [True, False])
     assert [r["reward"] for r in lax] == [1.0, 1.0]
     assert Arith(n_train=5, n_test=5).describe()["grading"] == "strict"
-    import pytest
     with pytest.raises(ValueError, match="grading"):
         Arith(grading="loose")
 
@@ -74,3 +75,18 @@ def test_extract_is_what_evaluate_grades():
         assert t.extract(resp) == want and t.evaluate(ex, resp)["pred"] == want
     m = TASKS.get("math500")()
     assert m.extract("so \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}" and m.extract("none") is None
+
+
+def test_arith_mix_is_half_one_update_longer():
+    """arith-mix (the task behind Tables 2 and 4): hard_fraction=0.5 makes about half the problems take steps + 1
+    updates, answers still follow from the text; hard_fraction=0 draws exactly arith's problems."""
+    from scorebench.tasks.arith import ArithMix
+    mix = ArithMix(n_train=400, n_test=200)
+    steps = [ex["steps"] for ex in mix.train() + mix.test()]
+    assert set(steps) == {1, 2} and 0.42 < steps.count(2) / len(steps) < 0.58
+    for ex in mix.test():
+        assert _solve(ex["problem"]) == ex["answer"] and len(re.findall(r"\. ", ex["problem"])) == ex["steps"] + 1
+    assert Arith(hard_fraction=0.0, n_train=50, n_test=20).test() == Arith(n_train=50, n_test=20).test()
+    assert ArithMix(n_train=5, n_test=5).describe()["hard_fraction"] == 0.5
+    with pytest.raises(ValueError, match="hard_fraction"):
+        Arith(hard_fraction=1.5)
