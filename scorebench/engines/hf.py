@@ -44,6 +44,7 @@ from .base import Completion, Engine, SamplingParams
 from .sampling import inverse_cdf, sample  # noqa: F401  (inverse_cdf: tests and callers import it from here)
 
 _FAST_TYPES = ("llama", "mistral", "qwen2")
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PREFILL_PROMPTS = 16
 """At most this many waiting prompts are prefilled together (their samples then wait in ``prefix``)."""
 PREFILL_TOKENS = 2048
@@ -83,7 +84,7 @@ class HFEngine(Engine):
             if compute_dtype == "auto":  # the weights' dtype: exact, and the same greedy episodes on any CPU and
                 cd = base_dtype            # thread count (bf16 compute is one flag away, timed by `bench`)
             else:
-                cd = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[compute_dtype]
+                cd = TORCH_DTYPES[compute_dtype]
             self._runner = _FastLlama(model, cd, pack=pack, decode=_decode_mode(decode, model))
         self.last_stats: dict = {}
 
@@ -98,7 +99,7 @@ class HFEngine(Engine):
 
     def use_compute_dtype(self, dtype: str) -> str:
         if self._runner is not None:
-            cd = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+            cd = TORCH_DTYPES[dtype]
             if cd != self._runner.dtype:
                 self._runner = _FastLlama(self.model, cd, pack=self._pack,
                                           decode=self._runner.decode_mode)
