@@ -55,7 +55,8 @@ def make_trainer(model, tok, tcfg, out, n_steps: int, device: str | None = None)
 
 def rollout_dtype(engine, trainer: Trainer) -> str:
     """One precision: the engine samples rollouts in the dtype the trainer computes their log-probabilities in
-    (bf16 autocast with AMX, else fp32: ``TrainConfig.resolved_dtype``), so the loss is on-policy in fact.
+    (``TrainConfig.resolved_dtype``: bf16 autocast where bf16 measures faster, else fp32), so the loss is on-policy
+    in fact.
     Returns the dtype the engine now computes in."""
     return engine.use_compute_dtype(trainer.cfg.resolved_dtype(trainer.accelerator.device.type))
 
