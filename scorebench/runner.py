@@ -37,7 +37,8 @@ class RunConfig:
     dtype: str = "float32"
     """Dtype the model's weights are loaded in: float32, bfloat16 or float16."""
     limit: int | None = None
-    """Evaluate on the first N test problems only."""
+    """Evaluate on the first N test problems; None = all. Bounds evaluation only, not training (the line printed
+    before training says how big it is)."""
     turns: int = 2
     """Attempts per problem (K >= 1); the paper uses 2."""
     temperature: float = 0.0
