@@ -114,11 +114,11 @@ def test_bf16_close_to_fp32(mt):
 def test_packed_weights_change_nothing(mt):
     """oneDNN-prepacked bf16 weights (the default on a bf16-native CPU) give bit-identical logits and samples to
     plain bf16 ``F.linear``, through prefill, decode, refill and sampling."""
-    from scorebench.engines.hf import _can_pack
+    from scorebench.engines.fast.weights import can_pack
     m, tok = mt
     packed = HFEngine(model=m, tokenizer=tok, compute_dtype="bfloat16", batch_size=3)
     plain_bf = HFEngine(model=m, tokenizer=tok, compute_dtype="bfloat16", batch_size=3, pack=False)
-    assert packed.describe()["packed"] == _can_pack(torch.bfloat16, "cpu")
+    assert packed.describe()["packed"] == can_pack(torch.bfloat16, "cpu")
     assert not plain_bf.describe()["packed"]
     if not packed._runner.packed:
         pytest.skip("this CPU has no native bf16: nothing is packed")

@@ -192,14 +192,14 @@ def test_same_seed_same_tokens_distinct_rows(engine, monkeypatch):
     """Equal seeds give equal tokens; and every row the engine samples (3 problems x 2 samples x 2 turns) draws
     from its own stream: the keys are read from the engine's draws, so a protocol that reused turn 1's seed at
     turn 2, or an engine that gave two samples of a conversation one key, fails here."""
-    from scorebench.engines import hf
+    from scorebench.engines.fast import schedule
     keys = []
 
     def recording(logits, temperature, top_p, k, counters, **kw):
         keys.extend(zip(k.tolist(), counters.tolist()))
         return real(logits, temperature, top_p, k, counters, **kw)
-    real = hf.sample
-    monkeypatch.setattr(hf, "sample", recording)
+    real = schedule.sample
+    monkeypatch.setattr(schedule, "sample", recording)
     a = rollout(engine, 2, max_new=8, temperature=1.0, n=2, seed=5)
     first_draws = [key for key, c in keys if c == 0]
     keys.clear()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .sampling import sample
+from ..sampling import sample
 
 KEEP = 2
 """Fixed-shape states kept per engine (each holds a KV cache of S x T positions, and its graph's memory)."""
