@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from scorebench import bench_grading, sandbox
+from scorebench import bench_grading
 from scorebench.sandbox import SandboxLimits, run_many, run_program, sandbox_kind
+from scorebench.sandbox.execute import UID_BASE, execute
 
 FAST = SandboxLimits(wall_s=2.0, cpu_s=2, memory_mb=512, max_procs=32)
 BWRAP = sandbox_kind() == "bubblewrap"
@@ -49,7 +50,7 @@ def _procs_with(marker: str) -> list[int]:
 
 def _sandbox_uid_procs() -> list[int]:
     """Processes owned by one of this harness's sandbox uids (bubblewrap mode as root)."""
-    lo, hi = sandbox._UID_BASE, sandbox._UID_BASE + 512
+    lo, hi = UID_BASE, UID_BASE + 512
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -170,7 +171,7 @@ FORGERIES = {
 
 @pytest.fixture
 def pinned(monkeypatch):
-    monkeypatch.setattr(sandbox.secrets, "token_hex", lambda nbytes=16: PINNED)
+    monkeypatch.setattr(secrets, "token_hex", lambda nbytes=16: PINNED)
     return PINNED
 
 
@@ -193,7 +194,7 @@ def test_known_sentinel_would_pass(pinned):
 def test_sentinel_cannot_be_forged(pinned, kind, where, request):
     if kind == "bubblewrap":
         request.getfixturevalue("bwrap")
-    r = sandbox._run(_FORGE.replace("{body}", FORGERIES[where]) + TESTS, FAST, kind)
+    r = execute(_FORGE.replace("{body}", FORGERIES[where]) + TESTS, FAST, kind)
     assert pinned not in r.stdout and pinned not in r.stderr, (where, r.stdout[-500:])
     assert not r.passed and r.status == "failed", (where, r)
 
@@ -331,11 +332,11 @@ def test_run_many_keeps_order_and_mixes_outcomes():
 def test_fallback_kind_basic_behaviour():
     """The weaker rlimits-only sandbox still grades correctly and survives a parent kill."""
     kind = "rlimits-only"
-    assert sandbox._run(TESTS, FAST, kind).passed
-    assert not sandbox._run("import os\nos._exit(0)\n" + TESTS, FAST, kind).passed
-    r = sandbox._run("import os\nos.kill(os.getppid(), 9)\n" + TESTS, FAST, kind)
+    assert execute(TESTS, FAST, kind).passed
+    assert not execute("import os\nos._exit(0)\n" + TESTS, FAST, kind).passed
+    r = execute("import os\nos.kill(os.getppid(), 9)\n" + TESTS, FAST, kind)
     assert not r.passed
-    r = sandbox._run("while True: pass\n", SandboxLimits(wall_s=1.0), kind)
+    r = execute("while True: pass\n", SandboxLimits(wall_s=1.0), kind)
     assert r.status == "timeout"
 
 
