@@ -27,6 +27,7 @@ from .. import dist
 from ..seeding import derive_seed
 from .config import TrainConfig
 from .sequences import Sequence
+from .token_loss import fused_token_loss
 
 
 class SelectedLogits(torch.nn.Module):
@@ -43,19 +44,37 @@ class SelectedLogits(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, ids, mask, rows, cols):
+    def split(self):
+        """(decoder, output layer) when the model has that split and no logit soft-capping, else None."""
         model = self.model
         decoder = getattr(model, "get_decoder", lambda: None)()
         head = getattr(model, "get_output_embeddings", lambda: None)()
         capped = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
-        if decoder is not None and head is not None and not capped:
-            h = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        return (decoder, head) if decoder is not None and head is not None and not capped else None
+
+    def fusable(self) -> bool:
+        """Whether the fused output-layer loss (``token_loss``) applies: a plain bias-free linear output layer
+        (not one wrapped by an adapter)."""
+        split = self.split()
+        return split is not None and type(split[1]) is torch.nn.Linear and split[1].bias is None
+
+    def forward(self, ids, mask, rows, cols, hidden: bool = False, loss=None):
+        """fp32 logits at (rows, cols); ``hidden``: the decoder's hidden states there instead; ``loss(h, W)``: that
+        function of the hidden states and the output weight (the fused loss, which needs ``fusable()``)."""
+        split = self.split()
+        if split is not None:
+            decoder, head = split
+            h = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[rows, cols]
+            if hidden:
+                return h
+            if loss is not None:
+                return loss(h, head.weight)
             # the output layer in fp32 even under bf16 autocast: bf16 logits are rounded to ~0.06 nats, and the
             # engine computes the rollouts' logits in fp32 too (one precision for sampler and loss)
             with torch.autocast(device_type=h.device.type, enabled=False):
-                return head(h[rows, cols].float())
+                return head(h.float())
         # a model without the split (or with logit soft-capping): full logits, then select
-        return model(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols]
+        return self.model(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols]
 
 
 class Trainer:
@@ -74,6 +93,8 @@ class Trainer:
             raise ValueError("Trainer temperature must be > 0 (a greedy sampler has no log-probabilities), "
                              f"got {temperature}")
         self.temperature = float(temperature)
+        self.fused = True
+        """Fused, chunked output-layer loss where the model allows (``token_loss``); False = autograd's."""
         from accelerate import Accelerator
         self.cfg, self.tokenizer = cfg, tokenizer
         self.out_dir = Path(out_dir)
@@ -171,21 +192,23 @@ class Trainer:
             return len({s.group if s.group is not None else id(s) for s in batch})
         return sum(sum(1 for w, k in zip(s.weights[1:], s.kl_weights[1:]) if w != 0 or k != 0) for s in batch)
 
-    def _logits_at(self, module: SelectedLogits, ids, mask, rows, cols):
-        """fp32 logits, divided by the sampling temperature, of the distributions at positions (rows, cols).
-        ``module``: the prepared policy when gradients flow (its wrapper syncs them), else an unwrapped one."""
+    def _logits_at(self, module: SelectedLogits, ids, mask, rows, cols, hidden: bool = False):
+        """fp32 logits, divided by the sampling temperature, of the distributions at positions (rows, cols)
+        (``hidden``: the decoder's hidden states there, as computed). ``module``: the prepared policy when
+        gradients flow (its wrapper syncs them), else an unwrapped one."""
         with self.accelerator.autocast():
-            logits = module(ids, mask, rows, cols)
-        return logits.float() / self.temperature
+            out = module(ids, mask, rows, cols, hidden=hidden)
+        return out if hidden else out.float() / self.temperature
 
-    def _ref_logits_at(self, ids, mask, rows, cols):
+    def _ref_logits_at(self, ids, mask, rows, cols, hidden: bool = False):
+        """The reference's logits at (rows, cols) (``hidden``: its hidden states there), without gradients."""
         with torch.no_grad():
             if self._ref_is_adapter_off:
                 with self.model.disable_adapter():
-                    return self._logits_at(self._policy, ids, mask, rows, cols)
+                    return self._logits_at(self._policy, ids, mask, rows, cols, hidden)
             if self._ref is None:
                 raise ValueError("a KL term needs a reference model (the Trainer was built with ref_model=False)")
-            return self._logits_at(self._ref, ids, mask, rows, cols)
+            return self._logits_at(self._ref, ids, mask, rows, cols, hidden)
 
     def kl_terms(self, logits, ref_logits, targets):
         """Per-token KL(pi || ref) of rows of logits with the configured estimator (see KL_ESTIMATORS for why
@@ -211,29 +234,44 @@ class Trainer:
         return out
 
     def loss(self, batch: list[Sequence], denom: float | None = None):
-        """(loss tensor, stats) for ``batch`` in one forward pass; ``denom`` defaults to this batch's own."""
+        """(loss tensor, stats) for ``batch`` in one forward pass; ``denom`` defaults to this batch's own. The
+        output layer's part is fused and chunked (``token_loss``) where the model allows, else autograd's."""
         denom = self.denominator(batch) if denom is None else denom
         ids, mask, w, k = self._collate(batch)
         rows, cols = ((w != 0) | (k != 0)).nonzero(as_tuple=True)
         targets = ids[:, 1:][rows, cols]
         ws, ks = w[rows, cols], k[rows, cols]
-        logits = self._logits_at(self._model, ids, mask, rows, cols)
-        logp = -F.cross_entropy(logits, targets, reduction="none")
-        pg = -(ws * logp).sum()
         sel = ks != 0
         kl_count = int(sel.sum())
-        kl_sum = torch.zeros((), device=logits.device)
-        kl_term = torch.zeros((), device=logits.device)
-        if kl_count:
-            ref = self._ref_logits_at(ids, mask, rows[sel], cols[sel])
-            kl = self.kl_terms(logits[sel], ref, targets[sel])
-            kl_term = (ks[sel] * kl).sum()
-            kl_sum = kl.detach().sum()
-        loss = (pg + kl_term) / denom
+        ref_head = self._ref_head_weight() if self.fused and kl_count else None
+        if self.fused and self._policy.fusable() and (not kl_count or ref_head is not None):
+            h_ref = self._ref_logits_at(ids, mask, rows[sel], cols[sel], hidden=True) if kl_count else None
+
+            def fused(h, head_w):
+                return fused_token_loss(h, head_w, targets, ws, ks, h_ref, ref_head, self.temperature,
+                                        self.cfg.kl_estimator)
+            with self.accelerator.autocast():
+                total, pg, kl_sum, kl_term = self._model(ids, mask, rows, cols, loss=fused)
+        else:
+            logits = self._logits_at(self._model, ids, mask, rows, cols)
+            pg = -(ws * -F.cross_entropy(logits, targets, reduction="none")).sum()
+            kl_sum = kl_term = torch.zeros((), device=logits.device)
+            if kl_count:
+                ref = self._ref_logits_at(ids, mask, rows[sel], cols[sel])
+                kl = self.kl_terms(logits[sel], ref, targets[sel])
+                kl_term = (ks[sel] * kl).sum()
+                kl_sum = kl.detach().sum()
+            total = pg + kl_term
+        loss = total / denom
         stats = {"loss": float(loss.detach()), "pg": float(pg.detach()) / denom, "kl_term": float(kl_term.detach()) / denom,
                  "kl": float(kl_sum) / kl_count if kl_count else 0.0, "kl_sum": float(kl_sum), "kl_count": kl_count,
                  "tokens": int(rows.numel()), "total_tokens": int(mask.sum())}
         return loss, stats
+
+    def _ref_head_weight(self):
+        """The reference's output weight when its output layer can be fused, else None."""
+        ref = self._policy if self._ref_is_adapter_off else self._ref
+        return ref.split()[1].weight if ref is not None and ref.fusable() else None
 
     def micro_batches(self, batch: list[Sequence]) -> list[list[Sequence]]:
         """Length-sorted micro-batches (little padding) of at most ``micro`` sequences, or, with

@@ -141,19 +141,26 @@ def test_masked_loss_equals_hand_cross_entropy(tok, tmp_path):
     assert math.isclose(loss2.item(), expected * stats["tokens"] / len(batch), rel_tol=1e-5)
 
 
-def test_only_weighted_positions_get_gradient(tok, tmp_path):
-    """The gradient reaches the hidden state of a position iff the token it predicts carries a weight."""
+@pytest.mark.parametrize("fused", [True, False])
+def test_only_weighted_positions_get_gradient(tok, tmp_path, monkeypatch, fused):
+    """The gradient reaches the hidden state of a position iff the token it predicts carries a weight (fused
+    output-layer loss and autograd's)."""
+    import scorebench.training.trainer as trainer_mod
     tr = Trainer(tiny(tok), tok, cfg(), tmp_path, ref_model=False)
+    tr.fused = fused
     batch = seqs(3)
     captured = {}
     head = tr.model.get_output_embeddings()
-    orig_forward = head.forward
+    orig_forward, orig_fused = head.forward, trainer_mod.fused_token_loss
 
-    def grab(h):
+    def grab(h, *a, **kw):
         h.retain_grad()
         captured["h"] = h
-        return orig_forward(h)
-    head.forward = grab
+        return (orig_fused if fused else orig_forward)(h, *a, **kw)
+    if fused:
+        monkeypatch.setattr(trainer_mod, "fused_token_loss", grab)
+    else:
+        head.forward = grab
     loss, _ = tr.loss(batch)
     loss.backward()
     head.forward = orig_forward
@@ -250,6 +257,28 @@ def test_kl_term_enters_loss_after_update(tok, tmp_path):
     assert st["pg"] == pytest.approx(pg / den, rel=1e-4)
     assert loss.item() == pytest.approx((pg + kl_sum) / den, rel=1e-4)
     assert loss.item() == pytest.approx(st["pg"] + st["kl_term"], rel=1e-6)
+
+
+@pytest.mark.parametrize("est", ["k2", "full"])
+def test_fused_output_layer_loss_equals_autograd_path(tok, tmp_path, est):
+    """The fused, chunked output-layer loss (the default) gives the loss, stats and every parameter's gradient
+    of the unfused path autograd differentiates, after a step has moved the policy off its reference."""
+    tr = Trainer(tiny(tok), tok, cfg(lr=5e-2, kl_estimator=est), tmp_path, temperature=0.7)
+    batch = [Sequence(s.input_ids, s.weights, [0.5 * (t % 3 != 0) for t in range(len(s.input_ids))])
+             for s in seqs(4)]
+    tr.step(batch)
+    out = {}
+    for fused in (True, False):
+        tr.fused = fused
+        tr.optimizer.zero_grad(set_to_none=True)
+        loss, st = tr.loss(batch)
+        loss.backward()
+        out[fused] = (st, {n: p.grad.clone() for n, p in tr.model.named_parameters()})
+    assert out[True][0]["kl"] > 1e-5
+    for key in ("loss", "pg", "kl_term", "kl", "tokens"):
+        assert out[True][0][key] == pytest.approx(out[False][0][key], rel=1e-5, abs=1e-8), key
+    for n, g in out[False][1].items():
+        assert torch.allclose(out[True][1][n], g, rtol=1e-4, atol=1e-7), n
 
 
 # ---------------------------------------------------------------- accumulation and clipping (one process)
