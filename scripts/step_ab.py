@@ -22,7 +22,7 @@ def one(dtype: str, problems: int, samples: int, micro: int) -> dict:
     import torch
 
     from scorebench import models
-    from scorebench.bench_train import sample_episodes, score_sequences
+    from scorebench.bench.train import sample_episodes, score_sequences
     from scorebench.engines.hf import HFEngine
     from scorebench.training import TrainConfig, Trainer
     model, tok = models.load(None)

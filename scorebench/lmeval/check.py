@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..machine import describe, versions
 from . import LM_EVAL_TASKS, TASKS_DIR
 
 LM_EVAL_PIN = "lm-eval[hf]==0.4.13"
@@ -241,17 +240,8 @@ def compare(task, samples: list[dict], episodes) -> dict:
 
 
 def machine() -> dict:
-    import torch
-    from importlib import metadata
-    versions = {}
-    for pkg in ("scorebench", "lm_eval", "torch", "transformers", "datasets"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],
-            "versions": versions}
+    """``machine.describe()`` with the versions of the packages both harnesses run on."""
+    return {**describe(), "versions": versions(("scorebench", "lm_eval", "torch", "transformers", "datasets"))}
 
 
 def check(target: str, tasks: str = "scorebench_arith", limit: int | None = None, out: str | None = None,

@@ -4,7 +4,7 @@ import pytest
 
 def test_bench_roofline_hand_case():
     """Bandwidth-bound below the knee, compute-bound above it; KV-cache bytes lower the bandwidth bound."""
-    from scorebench.bench import roofline
+    from scorebench.bench.roofline import roofline
     # 100 params, 200 bytes of weights; 1000 B/s; 10,000 FLOP/s -> compute bound = 10,000 / 200 = 50 tok/s
     assert roofline(100, 200, 1, 1000.0, 10_000.0) == pytest.approx(5.0)    # 1 x 1000 / 200
     assert roofline(100, 200, 8, 1000.0, 10_000.0) == pytest.approx(40.0)   # 8 x 1000 / 200
@@ -23,7 +23,7 @@ def _tiny(tokenizer):
 
 def test_bench_training_section_on_a_tiny_model(tokenizer):
     """The train section runs on really sampled episodes: 2 problems x 2 samples, every step timed."""
-    from scorebench.bench_train import bench_training
+    from scorebench.bench.train import bench_training
     r = bench_training(_tiny(tokenizer), tokenizer, reps=1, problems=2, samples=2, micro=2, dtype="float32",
                        log=lambda s: None)
     assert r["episodes"] == 4 and r["sequences"] >= 4 and r["tokens"] > r["loss_tokens"] > 0
@@ -36,7 +36,7 @@ def test_bench_training_numbers_on_a_hand_case(tokenizer, monkeypatch):
     each: 24), step times set to ours 2 s, full logits 4 s, other dtype 5 s, plain 1 s; P parameters. Tokens/s are
     40 / s; FLOP/s are 8 P x 40 / s for our steps, 6 P x 40 / s for the plain step; against a ceiling of 320 P
     that is 50% / 25% / 20% / 75%."""
-    from scorebench import bench_train as B
+    from scorebench.bench import train as B
     from scorebench.training import Sequence
     seqs = [Sequence(list(range(100 + i, 110 + i)), [0.0] * 4 + [1.0] * 6, [0.0] * 4 + [0.1] * 6, str(i))
             for i in range(4)]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from scorebench import bench_grading
+from scorebench.bench import grading as bench_grading
 from scorebench.sandbox import SandboxLimits, run_many, run_program, sandbox_kind
 from scorebench.sandbox.execute import UID_BASE, execute
 

