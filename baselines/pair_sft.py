@@ -15,10 +15,10 @@ from scorebench.method import Method
 from scorebench.seeding import derive_seed
 from scorebench.protocol import Episode, ProtocolConfig, Turn, problem_id
 
-from .star import (finish, is_right, read_dataset, sample_traces, sampling_params, sft, subset, untrained_policy,
-                   write_dataset)
 from scorebench.training import episode_to_sequences, resolve_method_config
 from scorebench.training.config import check_number
+from scorebench.training.sft import (finish, is_right, read_dataset, sample_traces, sampling_params, sft, subset,
+                                     untrained_policy, write_dataset)
 
 
 @dataclass

@@ -32,11 +32,9 @@ import numpy as np
 
 from scorebench.method import Method
 from scorebench.metrics import is_correct
+from scorebench.training.advantages import BASELINES, TURN2_CREDITS, baseline_values, turn2_credit
 from scorebench.training.config import check_bool, check_number
 from scorebench.training.rl import RLAlgorithm, rl_train
-
-
-TURN2_CREDITS = ("paper", "unbiased", "per_attempt")
 
 
 @dataclass
@@ -92,7 +90,7 @@ class ScoreConfig:
         if (self.turn2_credit == "per_attempt") != (self.samples_per_attempt > 1):
             raise ValueError("turn2_credit 'per_attempt' needs samples_per_attempt >= 2, and samples_per_attempt > 1 "
                              "is only for 'per_attempt'")
-        if self.baseline not in ("rloo", "mean", "none"):
+        if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be rloo, mean or none, got {self.baseline!r}")
         if self.stage2_algo not in ("reinforce", "star"):
             raise ValueError(f"stage2_algo must be reinforce or star, got {self.stage2_algo!r}")
@@ -116,17 +114,6 @@ class ScoreConfig:
         return out
 
 
-def baseline_values(returns: np.ndarray, kind: str) -> np.ndarray:
-    """Baselines for ``returns`` shaped (problems, samples). RLOO: b_ij = mean of returns of the problem's other
-    samples (Ahmadian et al. 2024), which keeps the gradient unbiased since b_ij does not depend on sample j."""
-    if kind == "none":
-        return np.zeros_like(returns)
-    if kind == "mean":
-        return np.full_like(returns, returns.mean())
-    k = returns.shape[1]
-    return (returns.sum(axis=1, keepdims=True) - returns) / (k - 1)
-
-
 def turn_weights(r1: np.ndarray, r2: np.ndarray | None, stage: str, alpha: float, beta1: float, beta2: float,
                  baseline: str, credit: str = "paper", m: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Per-episode (loss weight, KL coefficient) per turn, each shaped (problems, samples, turns).
@@ -138,19 +125,9 @@ def turn_weights(r1: np.ndarray, r2: np.ndarray | None, stage: str, alpha: float
     if r2 is None:
         a1 = r1 - baseline_values(r1, baseline)
         return a1[..., None], np.full_like(a1, beta1)[..., None]
-    gain = 1.0 if stage == "I" else 1.0 + alpha  # the weight of r2 in turn 2's reward
-    if credit == "per_attempt":  # leave-one-out among the m continuations of one first attempt: r1 cancels
-        P, km = r2.shape
-        a2 = gain * (r2 - baseline_values(r2.reshape(P * km // m, m), "rloo").reshape(P, km))
-        first = r1.reshape(P, km // m, m)[..., 0]  # one reward per distinct first attempt
-        a1 = np.repeat(first - baseline_values(first, baseline), m, axis=1)
-    elif credit == "unbiased" or stage == "I":  # Stage I has no r1 term: "paper" and "unbiased" agree there
-        a2 = gain * (r2 - baseline_values(r2, baseline))
-        a1 = r1 - baseline_values(r1, baseline)
-    else:  # the paper's: the shaped reward minus its baseline, including alpha·(r1 − b(r1)), which only adds noise
-        shaped = r2 + alpha * (r2 - r1)
-        a2 = shaped - baseline_values(shaped, baseline)
-        a1 = r1 - baseline_values(r1, baseline)
+    # Stage I has no shaping (turn 2's reward is r2; "paper" and "unbiased" agree there); the estimators are
+    # training/advantages.py's
+    a1, a2 = turn2_credit(credit, r1, r2, 0.0 if stage == "I" else alpha, baseline, m)
     if stage == "I":
         w = np.stack([np.zeros_like(a2), a2], axis=-1)
         k = np.stack([np.full_like(a2, beta2), np.full_like(a2, beta1)], axis=-1)
