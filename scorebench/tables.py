@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import metrics as M
-from .rundir import RunDir
+import pandas as pd
+
+from . import results
+from .results import recompute, row_label  # noqa: F401  (their old place: reproduce, runner, plots, tests)
 
 COLUMNS = [("acc_t1", "Acc@t1"), ("acc_t2", "Acc@t2"), ("delta", "Δ(t1,t2)"), ("delta_i2c", "Δ i→c"),
            ("delta_c2i", "Δ c→i"), ("delta_uncut", "Δ uncut")]
@@ -38,11 +40,6 @@ def fmt(m: dict, key: str, ci: bool = True) -> str:
     return s
 
 
-def row_label(cfg: dict) -> tuple[str, str]:
-    c = cfg.get("config", {})
-    return c.get("method", "?"), c.get("task", "?")
-
-
 def table(rows: list[tuple[str, str, dict]], ci: bool = True, diagnostics: bool = False,
           n_cells: list[str] | None = None) -> str:
     """``rows`` = (method, task, metrics). Percentages with 95% CIs in brackets; ``n_cells`` replaces the n
@@ -62,31 +59,24 @@ def table(rows: list[tuple[str, str, dict]], ci: bool = True, diagnostics: bool 
     return "\n".join(lines) + "\n"
 
 
-def n_cell(cfg: dict, n: int) -> str:
+def n_cell(n: int, total: int | None, finished: bool) -> str:
     """The n column of a run: ``n``, or ``n of N (incomplete)`` for a run that stopped before every test problem
-    had its episode (killed, or still running) — its numbers are not the full run's. A run finished when it
-    recorded ``total_seconds``; N is known for runs that record ``n_problems``."""
-    total = cfg.get("n_problems")
-    if "total_seconds" in cfg and (total is None or n >= total):
+    had its episode (killed, or still running) — its numbers are not the full run's. A run ``finished`` when it
+    recorded ``total_seconds``; N (``total``) is known for runs that record ``n_problems``."""
+    if finished and (total is None or n >= total):
         return str(n)
     return f"{n} of {total} (incomplete)" if total is not None else f"{n} (incomplete)"
 
 
-def recompute(run: str | Path) -> dict:
-    """Metrics of a run directory, recomputed from episodes.jsonl."""
-    rd = RunDir(run)
-    cfg = rd.config()
-    eps = rd.episodes()
-    return M.compute(eps, seed=cfg.get("config", {}).get("seed", 0))
-
-
 def table_from_runs(runs: list[str | Path], ci: bool = True, diagnostics: bool = False) -> str:
-    """One row per run directory; rows whose (method, task) repeat (variants of one method) are labelled by
-    their directory name instead."""
-    labels = [row_label(RunDir(r).config()) for r in runs]
-    labels = [(Path(r).name, t) if labels.count((m, t)) > 1 else (m, t) for r, (m, t) in zip(runs, labels)]
-    ms = [recompute(r) for r in runs]
-    cells = [n_cell(RunDir(r).config(), m.get("n", 0)) for r, m in zip(runs, ms)]
+    """One row per run directory (``results.load``); rows whose (method, task) repeat (variants of one method) are
+    labelled by their directory name instead."""
+    df = results.load(runs)
+    pairs = list(zip(df["method"], df["task"]))
+    labels = [(run, t) if pairs.count((m, t)) > 1 else (m, t) for run, (m, t) in zip(df["run"], pairs)]
+    ms = [results.metrics_of(row) for _, row in df.iterrows()]
+    totals = [None if pd.isna(row.get("n_problems")) else int(row["n_problems"]) for _, row in df.iterrows()]
+    cells = [n_cell(m.get("n", 0), total, finished) for m, total, finished in zip(ms, totals, df["finished"])]
     out = table([(*lab, m) for lab, m in zip(labels, ms)], ci=ci, diagnostics=diagnostics, n_cells=cells)
     if any("incomplete" in c for c in cells):
         out += ("\nincomplete: the run stopped (or is still running) before every test problem had its episode; "
