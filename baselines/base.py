@@ -1,5 +1,5 @@
 """``base``: the shared protocol applied to the untrained model (the paper's "Base model" row)."""
-from scorebench.method import Method
+from scorebench.api import Method
 
 
 class BaseMethod(Method):

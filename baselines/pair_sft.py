@@ -11,7 +11,7 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from scorebench.method import Method
+from scorebench.api import Method
 from scorebench.seeding import derive_seed
 from scorebench.protocol import Episode, ProtocolConfig, Turn, problem_id
 
@@ -80,9 +80,11 @@ class PairSFTMethod(Method):
     trains = True
     plus = False
 
+    def method_config(self, ctx):
+        return resolve_method_config(ctx, PairConfig, ["pair-sft", "pair-sft+"] if self.plus else ["pair-sft"])
+
     def train(self, ctx):
-        sections = ["pair-sft", "pair-sft+"] if self.plus else ["pair-sft"]
-        mcfg, tcfg = resolve_method_config(ctx, PairConfig, sections)
+        mcfg, tcfg = self.method_config(ctx)
         rd = ctx.run_dir.path
         model, tok = ctx.trainable_model()
         seqs = read_dataset(rd)

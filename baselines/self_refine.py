@@ -1,7 +1,6 @@
 """``self-refine`` (Madaan et al. 2023): prompting only. Before each correction the model is asked to critique
 its previous answer (an ungraded turn), then to refine it in light of that feedback."""
-from scorebench.method import Method
-from scorebench.protocol import ProtocolConfig
+from scorebench.api import Method, ProtocolConfig
 
 FEEDBACK_PROMPT = "Review your previous answer and find problems with your answer."
 REFINE_INSTRUCTION = ("Based on the problems you found, improve your answer. "

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from scorebench.method import Method
+from scorebench.api import Method
 from scorebench.seeding import derive_seed
 from scorebench.protocol import Episode
 from scorebench.training import episode_to_sequences, resolve_method_config

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scorebench.method import Method
+from scorebench.api import Method
 from scorebench.metrics import is_correct
 from scorebench.training.advantages import BASELINES, TURN2_CREDITS, baseline_values, turn2_credit
 from scorebench.training.config import check_bool, check_number

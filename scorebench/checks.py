@@ -14,6 +14,9 @@ import os
 import typing
 from pathlib import Path
 
+from . import dist
+from .api.types import Episode
+
 
 class UsageError(ValueError):
     """Bad user input; the message is one line for the CLI."""
@@ -101,35 +104,18 @@ def _creatable(p: Path, flag: str) -> None:
             return
 
 
-class _ProbeStop(BaseException):
-    """Ends a probe of ``train()`` (a BaseException, so a method's ``except Exception`` cannot swallow it)."""
-
-
-class _Untouchable:
-    """Stands in for ``ctx.task``, ``ctx.engine`` and ``ctx.run_dir`` while ``train()`` runs only to resolve its
-    configuration: the first touch stops it, before it samples, loads or writes anything."""
-
-    def __getattr__(self, name):
-        raise _ProbeStop
-
-
 def method_args(cfg, method) -> None:
     """Check ``--preset`` and ``--method-arg`` for any method, built-in or plugin. A method that does not train
-    takes none. One that trains resolves them at the start of ``train()`` (the contract: resolve the config
-    before touching ``ctx.task``, ``ctx.engine`` or ``ctx.run_dir``), so we run ``train()`` against stand-ins
-    that stop it there: the check is the method's own resolution, and an argument it does not take is an error."""
+    takes none; one that trains checks them itself, in ``Method.configure`` (a ValueError or TypeError there is a
+    usage error: its first line, naming the method)."""
     if not method.trains:
         if cfg.method_args:
             given = ", ".join(sorted(cfg.method_args))
             raise UsageError(f"method {cfg.method!r} does not train and takes no --preset or --method-arg "
                              f"(given: {given})")
         return
-    from .method import RunContext
-    probe = _Untouchable()
     try:
-        method.train(RunContext(config=cfg, task=probe, engine=probe, run_dir=probe))
-    except _ProbeStop:
-        pass
+        method.configure(dict(cfg.method_args or {}))
     except (ValueError, TypeError) as e:
         raise UsageError(f"method {cfg.method!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
             from None
@@ -149,7 +135,6 @@ def rollout_episodes(name: str, method, examples: list[dict], turns: int, got) -
     the run directory rely on: a list of one ``Episode`` per example, in the examples' order, each with
     ``id == str(example["id"])``, ``turns`` graded attempts and a numeric reward on each; else ``PluginError``
     (one line naming the method). Checked before the chunk is written, so a broken plugin leaves no episodes."""
-    from .protocol import Episode
     who = _plugin(name, method)
     want = f"one Episode per example, in order ({len(examples)} for this chunk)"
     if got is None or isinstance(got, (str, bytes, dict)) or not hasattr(got, "__len__"):
@@ -191,8 +176,7 @@ def no_trace_of_broken_plugin(rd, method, had_episodes: bool, bar=None):
         if bar is not None:
             bar.leave = False
             bar.close()
-        from .dist import is_main
-        if is_main() and not had_episodes and not method.trains:
+        if dist.is_main() and not had_episodes and not method.trains:
             left = [p.name for p in rd.path.iterdir()]
             if left == ["config.json"] and not rd.episodes():
                 rd.config_path.unlink()

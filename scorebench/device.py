@@ -6,6 +6,8 @@ asked for.
 """
 from __future__ import annotations
 
+from . import dist
+
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -24,9 +26,8 @@ def resolve(name: str | None) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise DeviceError("--device cuda: no CUDA device is available here (torch.cuda.is_available() is False)")
-    from .dist import local_rank, world
-    if name == "cuda" and world() > 1:
-        return f"cuda:{local_rank()}"
+    if name == "cuda" and dist.world() > 1:
+        return f"cuda:{dist.local_rank()}"
     return name
 
 

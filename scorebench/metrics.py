@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .protocol import Episode
+from .api.types import Episode
 
 N_BOOTSTRAP = 1000
 CORRECT_THRESHOLD = 0.5  # rewards are binary in every built-in task; a reward above this counts as correct

