@@ -107,3 +107,17 @@ def no_model(monkeypatch, tmp_path):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "runs").mkdir()
     return tmp_path
+
+
+@pytest.fixture
+def coin_arith():
+    """``arith`` graded by a coin a random tiny model can win (an even-length response, lax grading), so RL tests
+    get non-zero advantages and the weights move for a reason: with every reward 0 and the policy equal to its
+    reference, the exact gradient is 0 and a step changes nothing."""
+    from scorebench.tasks.arith import Arith
+
+    class CoinArith(Arith):
+        def evaluate(self, example, response):
+            return {"correct": len(response) % 2 == 0, "pred": None}
+
+    return lambda **kw: CoinArith(grading="lax", **kw)

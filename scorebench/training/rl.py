@@ -25,7 +25,8 @@ from ..metrics import edit_distance_ratio, is_correct
 from ..protocol import Episode, ProtocolConfig, run_protocol
 from ..seeding import derive_seed
 from .sequences import episode_to_sequences
-from .trainer import Trainer, drop_steps_after
+from .checkpoint import drop_steps_after
+from .trainer import Trainer
 from .validation import Validator, plot_val_log
 
 

@@ -113,3 +113,50 @@ def fused_token_loss(h, w, targets, ws, ks, h_ref=None, w_ref=None, temperature:
         h_ref, w_ref = h.new_zeros((0, h.shape[1])), w
     return _FusedTokenLoss.apply(h, w, targets, ws.float(), ks.float(), h_ref, w_ref, float(temperature),
                                  estimator, int(chunk))
+
+
+class SelectedLogits(torch.nn.Module):
+    """The policy as the loss calls it: logits at the (row, col) positions that carry a loss or a KL term only.
+
+    Why a module of its own: accelerate wraps what it prepares (DDP across processes, FSDP for big models), and
+    those wrappers sync gradients only for backward passes through *their* forward — so the forward the loss runs
+    must be the wrapped module's, selection included. Why only those positions: the 49k-vocabulary projection
+    and log-softmax cost as much as the rest of a small model's forward, and prompt positions carry neither loss
+    nor KL. The decoder's hidden states are taken whole (attention needs every position), then only the selected
+    rows go through the output layer."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def split(self):
+        """(decoder, output layer) when the model has that split and no logit soft-capping, else None."""
+        model = self.model
+        decoder = getattr(model, "get_decoder", lambda: None)()
+        head = getattr(model, "get_output_embeddings", lambda: None)()
+        capped = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+        return (decoder, head) if decoder is not None and head is not None and not capped else None
+
+    def fusable(self) -> bool:
+        """Whether the fused output-layer loss (``token_loss``) applies: a plain bias-free linear output layer
+        (not one wrapped by an adapter)."""
+        split = self.split()
+        return split is not None and type(split[1]) is torch.nn.Linear and split[1].bias is None
+
+    def forward(self, ids, mask, rows, cols, hidden: bool = False, loss=None):
+        """fp32 logits at (rows, cols); ``hidden``: the decoder's hidden states there instead; ``loss(h, W)``: that
+        function of the hidden states and the output weight (the fused loss, which needs ``fusable()``)."""
+        split = self.split()
+        if split is not None:
+            decoder, head = split
+            h = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[rows, cols]
+            if hidden:
+                return h
+            if loss is not None:
+                return loss(h, head.weight)
+            # the output layer in fp32 even under bf16 autocast: bf16 logits are rounded to ~0.06 nats, and the
+            # engine computes the rollouts' logits in fp32 too (one precision for sampler and loss)
+            with torch.autocast(device_type=h.device.type, enabled=False):
+                return head(h.float())
+        # a model without the split (or with logit soft-capping): full logits, then select
+        return self.model(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols]

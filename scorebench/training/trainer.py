@@ -13,13 +13,10 @@ import contextlib
 import copy
 import json
 import math
-import os
 import random
-import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -27,57 +24,12 @@ from .. import dist
 from ..seeding import derive_seed
 from .config import TrainConfig
 from .sequences import Sequence
-from .token_loss import fused_token_loss
+from .checkpoint import Checkpoints, _step_of
+from .curves import plot_log
+from .token_loss import SelectedLogits, fused_token_loss
 
 
-class SelectedLogits(torch.nn.Module):
-    """The policy as the loss calls it: logits at the (row, col) positions that carry a loss or a KL term only.
-
-    Why a module of its own: accelerate wraps what it prepares (DDP across processes, FSDP for big models), and
-    those wrappers sync gradients only for backward passes through *their* forward — so the forward the loss runs
-    must be the wrapped module's, selection included. Why only those positions: the 49k-vocabulary projection
-    and log-softmax cost as much as the rest of a small model's forward, and prompt positions carry neither loss
-    nor KL. The decoder's hidden states are taken whole (attention needs every position), then only the selected
-    rows go through the output layer."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def split(self):
-        """(decoder, output layer) when the model has that split and no logit soft-capping, else None."""
-        model = self.model
-        decoder = getattr(model, "get_decoder", lambda: None)()
-        head = getattr(model, "get_output_embeddings", lambda: None)()
-        capped = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
-        return (decoder, head) if decoder is not None and head is not None and not capped else None
-
-    def fusable(self) -> bool:
-        """Whether the fused output-layer loss (``token_loss``) applies: a plain bias-free linear output layer
-        (not one wrapped by an adapter)."""
-        split = self.split()
-        return split is not None and type(split[1]) is torch.nn.Linear and split[1].bias is None
-
-    def forward(self, ids, mask, rows, cols, hidden: bool = False, loss=None):
-        """fp32 logits at (rows, cols); ``hidden``: the decoder's hidden states there instead; ``loss(h, W)``: that
-        function of the hidden states and the output weight (the fused loss, which needs ``fusable()``)."""
-        split = self.split()
-        if split is not None:
-            decoder, head = split
-            h = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[rows, cols]
-            if hidden:
-                return h
-            if loss is not None:
-                return loss(h, head.weight)
-            # the output layer in fp32 even under bf16 autocast: bf16 logits are rounded to ~0.06 nats, and the
-            # engine computes the rollouts' logits in fp32 too (one precision for sampler and loss)
-            with torch.autocast(device_type=h.device.type, enabled=False):
-                return head(h.float())
-        # a model without the split (or with logit soft-capping): full logits, then select
-        return self.model(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols]
-
-
-class Trainer:
+class Trainer(Checkpoints):
     def __init__(self, model, tokenizer, cfg: TrainConfig, out_dir: str | Path, ref_model=None,
                  temperature: float = 1.0, device: str | None = None):
         """``ref_model``: None = the adapter-disabled model with LoRA, else a frozen copy of ``model`` taken now;
@@ -377,134 +329,8 @@ class Trainer:
             self.save_checkpoint()
         return stats
 
-    # ---------------------------------------------------------------- checkpoints
-    @property
-    def ckpt_dir(self) -> Path:
-        return self.out_dir / "checkpoints"
-
-    def latest_checkpoint(self) -> Path | None:
-        if not self.ckpt_dir.exists():
-            return None
-        done = [p for p in self.ckpt_dir.glob("step-*") if (p / ".complete").exists()]
-        return max(done, key=_step_of) if done else None
-
-    def save_checkpoint(self, keep: int = 1) -> Path:
-        """Weights (save_pretrained: adapter or full), tokenizer, optimizer, scheduler, RNG states, step count;
-        written to a temp dir and renamed, so a kill mid-save leaves the previous checkpoint intact."""
-        self.accelerator.wait_for_everyone()
-        final = self.ckpt_dir / f"step-{self.step_count:07d}"
-        if self.accelerator.is_main_process:
-            tmp = self.ckpt_dir / f".tmp-{final.name}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            self.model.save_pretrained(tmp / "model")
-            self.tokenizer.save_pretrained(tmp / "model")
-            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                        "step_count": self.step_count, "planned_steps": self.planned_steps,
-                        "cfg": self.cfg.to_dict(),
-                        "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                                "torch": torch.get_rng_state(),
-                                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}},
-                       tmp / "trainer_state.pt")
-            (tmp / ".complete").write_text(str(self.step_count))
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            done = sorted((p for p in self.ckpt_dir.glob("step-*") if (p / ".complete").exists()), key=_step_of)
-            for old in done[:-keep] if keep else []:
-                shutil.rmtree(old, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        return final
-
-    def resume(self) -> bool:
-        """Load the latest complete checkpoint in ``out_dir``; False when there is none."""
-        ckpt = self.latest_checkpoint()
-        if ckpt is None:
-            if self.accelerator.is_main_process:  # a run killed before its first checkpoint starts its log anew
-                drop_steps_after(self.log_path, 0)
-            return False
-        from safetensors.torch import load_file
-        mdir = ckpt / "model"
-        if self.cfg.lora:
-            from peft import set_peft_model_state_dict
-            set_peft_model_state_dict(self.model, load_file(str(mdir / "adapter_model.safetensors")))
-        else:
-            sd = {}
-            for f in sorted(mdir.glob("*.safetensors")):
-                sd.update(load_file(str(f)))
-            missing, unexpected = self.model.load_state_dict(sd, strict=False)
-            loaded = {p.data_ptr() for n, p in self.model.state_dict().items() if n in sd}
-            bad = [n for n in missing if self.model.state_dict()[n].data_ptr() not in loaded]
-            if bad or unexpected:
-                raise RuntimeError(f"checkpoint {ckpt} does not match the model (missing {bad[:3]}, "
-                                   f"unexpected {list(unexpected)[:3]})")
-        state = torch.load(ckpt / "trainer_state.pt", map_location="cpu", weights_only=False)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.step_count = state["step_count"]
-        rng = state["rng"]
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-        torch.set_rng_state(rng["torch"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        if self.accelerator.is_main_process:
-            drop_steps_after(self.log_path, self.step_count)
-        return True
-
-    def save_policy(self, path: str | Path) -> Path:
-        """Merged full weights + tokenizer, loadable by ``scorebench.models.load(path)``; ``.complete`` last."""
-        path = Path(path)
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            tmp = path.parent / f".tmp-{path.name}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            m = self.model
-            if self.cfg.lora:
-                m = copy.deepcopy(m).merge_and_unload()
-            m.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
-            (tmp / ".complete").write_text(json.dumps({"step": self.step_count}))
-            shutil.rmtree(path, ignore_errors=True)
-            os.replace(tmp, path)
-        self.accelerator.wait_for_everyone()
-        return path
-
     def plot(self, out_png: str | Path) -> Path | None:
         """Curves of loss, KL, gradient norm, learning rate and throughput from train_log.jsonl."""
         if not self.log_path.exists():
             return None
         return plot_log(self.log_path, out_png)
-
-
-def plot_log(log_path: str | Path, out_png: str | Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
-    keys = [k for k in ("loss", "pg", "kl", "grad_norm", "lr", "tokens_per_s") if any(k in r for r in rows)]
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 2.8), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        xs = [r["step"] for r in rows if key in r]
-        ax.plot(xs, [r[key] for r in rows if key in r])
-        ax.set_title(key)
-        ax.set_xlabel("step")
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
-    plt.close(fig)
-    return Path(out_png)
-
-
-def drop_steps_after(path: Path, step: int) -> None:
-    """After a resume from a checkpoint at ``step``, forget the log lines of the steps that will be redone, so a
-    JSONL log (train_log, rollouts) holds every step exactly once."""
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    keep = [x for x in lines if x.strip() and json.loads(x).get("step", 0) <= step]
-    if len(keep) != len(lines):
-        from ..rundir import atomic_write
-        atomic_write(path, "".join(keep))
-
-
-def _step_of(p: Path) -> int:
-    return int(p.name.split("-")[-1])

@@ -10,7 +10,6 @@ from scorebench.engines.base import Engine
 from scorebench.method import RunContext
 from scorebench.registry import METHODS
 from scorebench.rundir import RunDir
-from scorebench.tasks.arith import Arith
 
 
 class RecordingEngine(Engine):
@@ -33,7 +32,7 @@ class RecordingEngine(Engine):
             self.copy.load_state_dict({k: v.detach().clone() for k, v in model.state_dict().items()})
 
 
-def test_score_pushes_weights_to_an_engine_with_its_own_copy(tiny_model_dir, tokenizer, tmp_path):
+def test_score_pushes_weights_to_an_engine_with_its_own_copy(tiny_model_dir, tokenizer, tmp_path, coin_arith):
     from scorebench import models
     model, tok = models.load(str(tiny_model_dir))
     engine = RecordingEngine(model, tok)
@@ -46,7 +45,7 @@ def test_score_pushes_weights_to_an_engine_with_its_own_copy(tiny_model_dir, tok
     rd = RunDir(tmp_path / "run")
     rd.path.mkdir()
     rd.init({"config": {"method": "score"}})
-    ctx = RunContext(config=cfg, task=Arith(n_train=8, n_test=2), engine=engine, run_dir=rd)
+    ctx = RunContext(config=cfg, task=coin_arith(n_train=8, n_test=2), engine=engine, run_dir=rd)
     policy = METHODS.get("score")().train(ctx)
     # one sync after the (possible) resume, then one per optimizer step, always the trained model object
     assert len(engine.syncs) == 1 + 3 and len({id(m) for m in engine.syncs}) == 1

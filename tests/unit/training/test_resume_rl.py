@@ -11,11 +11,10 @@ from scorebench.engines.hf import HFEngine
 from scorebench.method import RunContext
 from scorebench.registry import METHODS
 from scorebench.rundir import RunDir
-from scorebench.tasks.arith import Arith
 from scorebench.training import trainer as trainer_mod
 
 
-def _run(tmp_path, name, tiny_model_dir, lora=False):
+def _run(tmp_path, name, tiny_model_dir, coin_arith, lora=False):
     from scorebench import models
     model, tok = models.load(str(tiny_model_dir))
     engine = HFEngine(model=model, tokenizer=tok, compute_dtype="float32", batch_size=8)
@@ -31,14 +30,14 @@ def _run(tmp_path, name, tiny_model_dir, lora=False):
     if not rd.path.exists():
         rd.path.mkdir()
         rd.init({"config": {"method": "score"}})
-    return METHODS.get("score")().train(RunContext(config=cfg, task=Arith(n_train=20, n_test=2), engine=engine,
+    return METHODS.get("score")().train(RunContext(config=cfg, task=coin_arith(n_train=20, n_test=2), engine=engine,
                                                    run_dir=rd)), rd
 
 
 @pytest.mark.parametrize("lora", [False, pytest.param(True, marks=pytest.mark.full)])  # LoRA: make test-full
-def test_killed_and_resumed_run_equals_an_uninterrupted_one(tiny_model_dir, tmp_path, monkeypatch, lora):
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tiny_model_dir, tmp_path, monkeypatch, coin_arith, lora):
     torch.set_num_threads(1)
-    whole, rd_whole = _run(tmp_path, "whole", tiny_model_dir, lora)
+    whole, rd_whole = _run(tmp_path, "whole", tiny_model_dir, coin_arith, lora)
     real = trainer_mod.Trainer.step
     calls = {"n": 0}
 
@@ -49,9 +48,9 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tiny_model_dir, tmp_
         return real(self, *a, **k)
     monkeypatch.setattr(trainer_mod.Trainer, "step", dies_at_third)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, "resumed", tiny_model_dir, lora)
+        _run(tmp_path, "resumed", tiny_model_dir, coin_arith, lora)
     monkeypatch.setattr(trainer_mod.Trainer, "step", real)
-    resumed, rd = _run(tmp_path, "resumed", tiny_model_dir, lora)
+    resumed, rd = _run(tmp_path, "resumed", tiny_model_dir, coin_arith, lora)
     from safetensors.torch import load_file
     a, b = load_file(str(whole / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert a.keys() == b.keys()
