@@ -184,12 +184,18 @@ def test_selected_logits_equal_full_forward(tok, tmp_path):
     assert math.isclose(loss.item(), float(-(w * logp).sum() / (w != 0).sum()), rel_tol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("est", ["k2", "full"])
-def test_kl_zero_when_policy_equals_reference(tok, tmp_path, est):
-    tr = Trainer(tiny(tok), tok, cfg(kl_estimator=est), tmp_path)  # ref = frozen copy
+def test_kl_zero_when_policy_equals_reference(tok, tmp_path, est, dtype):
+    """KL is 0 before any step; under bf16 the frozen reference keeps its linear weights in bf16 (what autocast
+    casts the policy's to), so its forward is the policy's bit for bit."""
+    tr = Trainer(tiny(tok), tok, cfg(kl_estimator=est, dtype=dtype), tmp_path)  # ref = frozen copy
+    linears = [m for m in tr.ref_model.model.layers.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.dtype == getattr(torch, dtype) for m in linears)
+    assert tr.ref_model.get_output_embeddings().weight.dtype == torch.float32
     batch = [Sequence(s.input_ids, [0.0] * len(s.input_ids), [1.0] * len(s.input_ids)) for s in seqs(3)]
     loss, stats = tr.loss(batch)
-    assert abs(stats["kl"]) < 1e-6 and abs(loss.item()) < 1e-6 and stats["kl_count"] > 0
+    assert abs(stats["kl"]) < 1e-7 and abs(loss.item()) < 1e-7 and stats["kl_count"] > 0
 
 
 def test_kl_estimators_match_formulas(tok, tmp_path):
