@@ -1,14 +1,22 @@
-"""A whole SCoRe step (rollouts + trainer step) in fp32 against bf16 on this CPU, each variant in its own process
-(so each reports its own peak resident memory), in ABBA order, split into rollouts / policy forward-backward /
-reference forward. One precision: each variant samples its rollouts in the dtype its trainer computes in, as the
-RL loop does.
+"""A whole SCoRe step (rollouts + trainer step) of two variants on this CPU, each in its own process (so each
+reports its own peak resident memory), in ABBA order, split into rollouts / policy forward-backward / reference
+forward, in wall seconds and in CPU seconds of the process (the fairer number when other jobs share the cores).
+One precision: each variant samples its rollouts in the dtype its trainer computes in, as the RL loop does.
 
-    python scripts/step_ab.py --out results/signal-arith/step-ab.json   # ~10 min on one core of a 2-core EPYC
+    # fp32 against bf16 on this checkout (~10 min on one core of a 2-core EPYC)
+    python scripts/step_ab.py --out results/signal-arith/step-ab.json
+    # an older commit's step at its own defaults against this checkout's (issue 21: "2x faster than today's")
+    python scripts/step_ab.py --old 403116e --out results/signal-arith/step-old-vs-new.json
+
+With ``--old REV`` the old variant runs from a worktree of REV (its trainer dtype ``auto``, micro-batch 8, its
+engine's default compute dtype: what a run did then); the new one runs this checkout with dtype ``auto`` and the
+micro-batch of the ``cpu-learn`` preset.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -17,12 +25,28 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Clock:
+    """Wall and process-CPU seconds of a block."""
+
+    def __enter__(self):
+        self.t, self.c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.t, time.process_time() - self.c
+
 
 def one(dtype: str, problems: int, samples: int, micro: int) -> dict:
     import torch
 
     from scorebench import models
-    from scorebench.bench.train import sample_episodes, score_sequences
+    try:
+        from scorebench.bench.train import sample_episodes, score_sequences
+    except ImportError:  # an older checkout
+        from scorebench.bench_train import sample_episodes, score_sequences
     from scorebench.engines.hf import HFEngine
     from scorebench.training import TrainConfig, Trainer
     model, tok = models.load(None)
@@ -31,25 +55,40 @@ def one(dtype: str, problems: int, samples: int, micro: int) -> dict:
                           loss_normalization="sequences", kl_estimator="full")
         tr = Trainer(model, tok, cfg, d, temperature=0.7)
         engine = HFEngine(model=tr.model, tokenizer=tok, batch_size=32)
-        engine.use_compute_dtype(dtype)
-        t = time.perf_counter()
-        eps = sample_episodes(tr.model, tok, problems, samples, max_new_tokens=128, engine=engine)
-        rollout_s = time.perf_counter() - t
+        train_dtype = cfg.resolved_dtype("cpu")
+        rollout_dtype = (engine.use_compute_dtype(train_dtype) if hasattr(engine, "use_compute_dtype")
+                         else str(getattr(engine, "compute_dtype", "default")))
+        with _Clock() as roll:
+            eps = sample_episodes(tr.model, tok, problems, samples, max_new_tokens=128, engine=engine)
         seqs = score_sequences(tok, eps)
-        t = time.perf_counter()
-        tr.step(seqs)
-        step_s = time.perf_counter() - t
-        t = time.perf_counter()  # the reference's share: its forward on the same micro-batches, alone
-        for mb in tr.micro_batches(seqs):
-            ids, mask, w, k = tr._collate(mb)
-            rows, cols = (k != 0).nonzero(as_tuple=True)
-            tr._ref_logits_at(ids, mask, rows, cols)
-        ref_s = time.perf_counter() - t
-    return {"dtype": dtype, "episodes": len(eps), "sequences": len(seqs),
-            "tokens": sum(len(s.input_ids) for s in seqs), "rollout_s": rollout_s, "trainer_step_s": step_s,
-            "reference_forward_s": ref_s, "policy_forward_backward_s": step_s - ref_s,
-            "whole_step_s": rollout_s + step_s, "threads": torch.get_num_threads(),
+        with _Clock() as step:
+            tr.step(seqs)
+        with _Clock() as ref:  # the reference's share: its forward on the same micro-batches, alone
+            for mb in tr.micro_batches(seqs):
+                ids, mask, w, k = tr._collate(mb)
+                rows, cols = (k != 0).nonzero(as_tuple=True)
+                tr._ref_logits_at(ids, mask, rows, cols)
+    return {"dtype": dtype, "train_dtype": train_dtype, "rollout_dtype": rollout_dtype, "micro": micro,
+            "episodes": len(eps), "sequences": len(seqs), "tokens": sum(len(s.input_ids) for s in seqs),
+            "rollout_s": roll.wall, "trainer_step_s": step.wall, "reference_forward_s": ref.wall,
+            "policy_forward_backward_s": step.wall - ref.wall, "whole_step_s": roll.wall + step.wall,
+            "rollout_cpu_s": roll.cpu, "trainer_step_cpu_s": step.cpu, "reference_forward_cpu_s": ref.cpu,
+            "whole_step_cpu_s": roll.cpu + step.cpu, "threads": torch.get_num_threads(),
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+
+
+def _git(*args, cwd=ROOT) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _variant(label, tree: Path, dtype, micro, a) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    r = subprocess.run([sys.executable, __file__, "--out", a.out, "--one", dtype, "--problems", str(a.problems),
+                        "--samples", str(a.samples), "--micro", str(micro)],
+                       capture_output=True, text=True, env=env, cwd=tree)
+    if r.returncode:
+        raise SystemExit(f"{label} failed:\n{r.stderr[-3000:]}")
+    return {"variant": label, **json.loads(r.stdout.strip().splitlines()[-1])}
 
 
 def main():
@@ -57,27 +96,46 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--problems", type=int, default=4)
     ap.add_argument("--samples", type=int, default=4)
-    ap.add_argument("--micro", type=int, default=8)
+    ap.add_argument("--micro", type=int, default=8, help="micro-batch of both variants without --old")
+    ap.add_argument("--old", help="compare this commit's step at its defaults with this checkout's")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         print(json.dumps(one(a.one, a.problems, a.samples, a.micro)))
         return
+    if a.old:
+        from scorebench.training import load_preset
+        old_tree = Path(tempfile.mkdtemp(prefix="step-old-"))
+        _git("worktree", "add", "--detach", str(old_tree), a.old)
+        new_tree = Path(tempfile.mkdtemp(prefix="step-new-"))  # a snapshot: the checkout may change meanwhile
+        _git("worktree", "add", "--detach", str(new_tree), "HEAD")
+        new_micro = load_preset("cpu-learn")["micro_batch_size"]
+        variants = {"old": (old_tree, "auto", 8), "new": (new_tree, "auto", new_micro)}
+        order = ["old", "new", "new", "old"]
+    else:
+        variants = {"float32": (ROOT, "float32", a.micro), "bfloat16": (ROOT, "bfloat16", a.micro)}
+        order = ["float32", "bfloat16", "bfloat16", "float32"]
     rows = []
-    for dt in ("float32", "bfloat16", "bfloat16", "float32"):
-        r = subprocess.run([sys.executable, __file__, "--out", a.out, "--one", dt, "--problems", str(a.problems),
-                            "--samples", str(a.samples), "--micro", str(a.micro)],
-                           capture_output=True, text=True, check=True)
-        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
-        print(rows[-1], flush=True)
-    mean = lambda dt, k: sum(r[k] for r in rows if r["dtype"] == dt) / 2  # noqa: E731
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    try:
+        for label in order:
+            rows.append(_variant(label, *variants[label], a))
+            print(rows[-1], flush=True)
+    finally:
+        if a.old:
+            for tree in (old_tree, new_tree):
+                _git("worktree", "remove", "--force", str(tree))
+    first, second = order[0], order[1]
+
+    def mean(v, k):
+        return sum(r[k] for r in rows if r["variant"] == v) / 2
+    ratios = {f"ratio_{k}_{first}_over_{second}": mean(first, k) / mean(second, k)
+              for k in ("whole_step_s", "whole_step_cpu_s", "trainer_step_s", "trainer_step_cpu_s", "rollout_s",
+                        "rollout_cpu_s")}
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
-    out = {"rows": rows, "commit": commit, "cpu": cpu, "machine": platform.machine(),
-           "ratio_whole_step_fp32_over_bf16": mean("float32", "whole_step_s") / mean("bfloat16", "whole_step_s"),
-           "ratio_trainer_fp32_over_bf16": mean("float32", "trainer_step_s") / mean("bfloat16", "trainer_step_s"),
-           "ratio_rollouts_fp32_over_bf16": mean("float32", "rollout_s") / mean("bfloat16", "rollout_s"),
-           "command": f"python scripts/step_ab.py --out {a.out}"}
+    out = {"rows": rows, "commit": _git("rev-parse", "--short", "HEAD"), "old_commit": a.old, "cpu": cpu,
+           "machine": platform.machine(), "cores": os.cpu_count(), **ratios,
+           "peak_rss_gb": {v: max(r["peak_rss_gb"] for r in rows if r["variant"] == v) for v in variants},
+           "command": "python " + " ".join(["scripts/step_ab.py", *sys.argv[1:]])}
     Path(a.out).write_text(json.dumps(out, indent=1))
     print(json.dumps({k: v for k, v in out.items() if k != "rows"}, indent=1))
 
