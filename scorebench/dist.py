@@ -18,7 +18,9 @@ default 1800) bounds the rest.
 """
 from __future__ import annotations
 
+import datetime
 import os
+import signal
 from typing import Callable, Sequence
 
 
@@ -49,10 +51,7 @@ def init(device: str) -> None:
     Accelerator then reuses; a no-op in a single process. ``device`` is the resolved "cpu" or "cuda"."""
     if world() == 1:
         return
-    import datetime
-    import signal
-
-    from accelerate import PartialState
+    from accelerate import PartialState  # in a function: accelerate imports torch
 
     def stopped(signum, frame):  # the launcher stops the other ranks when one fails: say so, in one line
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

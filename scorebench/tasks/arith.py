@@ -20,6 +20,7 @@ import random
 import re
 from dataclasses import dataclass
 
+from ..grading.math import last_boxed
 from ..registry import TASKS
 from .base import Task
 
@@ -69,7 +70,6 @@ def _numbers(text: str) -> list[str]:
 
 def extract_final(response: str) -> int | float | None:
     """The strict rule's final answer (module docstring); None when the response states no number."""
-    from ..grading.math import last_boxed
     if "####" in response:
         found = _numbers(response.rsplit("####", 1)[1])
         return _number(found[0]) if found else None
@@ -88,7 +88,6 @@ def extract_final(response: str) -> int | float | None:
 
 def extract_answer(response: str) -> int | None:
     """The lax rule: the last ``\\boxed{}`` integer if any, else the last integer in the text; None when none."""
-    from ..grading.math import last_boxed
     boxed = last_boxed(response)
     text = boxed if boxed is not None else response
     found = _INT.findall(text)

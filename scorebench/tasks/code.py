@@ -11,7 +11,7 @@ import re
 
 from ..protocol import CODE_SELF_CORRECTION_INSTRUCTION
 from ..registry import TASKS
-from ..sandbox import SandboxLimits, run_many
+from ..sandbox import SandboxLimits, run_many, sandbox_kind
 from .base import Task, read_jsonl_gz
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
@@ -72,7 +72,6 @@ class _CodeTask(Task):
         return out
 
     def describe(self) -> dict:
-        from ..sandbox import sandbox_kind
         return {"task": self.name, "kind": self.kind, "sandbox": sandbox_kind()}
 
 

@@ -6,7 +6,7 @@ answer, via math-verify plus guards, in worker processes (``scorebench.grading.m
 """
 from __future__ import annotations
 
-from ..grading.math import grade_many, grade_response
+from ..grading.math import extract_answer, grade_many, grade_response
 from ..registry import TASKS
 from .base import DataError, Task, read_jsonl_gz
 
@@ -63,7 +63,6 @@ class Math500(Task):
         return {"subject": example.get("subject"), "level": example.get("level")}
 
     def extract(self, response: str):
-        from ..grading.math import extract_answer
         return extract_answer(response or "")
 
     def evaluate(self, example: dict, response: str) -> dict:
