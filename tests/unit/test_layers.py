@@ -225,14 +225,6 @@ def test_the_checks_catch_an_upward_import_a_cycle_and_a_hidden_lazy_import(tmp_
     assert cycles(graph) == [["scorebench.api.types", "scorebench.runner", "scorebench.api.types"]]
 
 
-LONG = {m: n for m, p in FILES.items() if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
-PENDING_SPLITS = {"scorebench.engines.hf", "scorebench.grading.math", "scorebench.sandbox", "scorebench.bench",
-                  "scorebench.cli", "scorebench.training.trainer", "scorebench.lmeval.check"}
-"""Files over the limit that issue 25 is splitting; each leaves this set when its split lands."""
-
-
 def test_no_source_file_is_over_400_lines():
-    new = {m: n for m, n in LONG.items() if m not in PENDING_SPLITS}
-    assert not new, f"over {MAX_LINES} lines (one idea per file): {new}"
-    if LONG:
-        pytest.xfail(f"splits under way (issue 25): {LONG}")
+    long = {m: n for m, p in FILES.items() if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert not long, f"over {MAX_LINES} lines (one idea per file: split it): {long}"
