@@ -48,6 +48,10 @@ class Engine(ABC):
         name). Engines that decide their own arithmetic (vLLM) keep it and say which."""
         return getattr(self, "compute_dtype", dtype)
 
+    def release_weights(self) -> None:
+        """Free what the engine holds only to sample (a snapshot of the weights) until it samples again; the RL
+        loop calls it before each trainer step, whose peak memory it lowers. A no-op by default."""
+
     def sync_weights(self, model) -> None:
         """The policy ``model``'s weights changed: sample from them from now on (a no-op for engines that read
         the live model)."""

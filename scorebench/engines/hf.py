@@ -100,6 +100,10 @@ class HFEngine(Engine):
                                           decode=self._runner.decode_mode)
         self.refresh()
 
+    def release_weights(self) -> None:
+        if self._runner is not None:
+            self._runner.release()
+
     def refresh(self) -> None:
         """Rebuild the fast path's weight snapshot from the live model now. ``generate`` does this by itself
         when a parameter changed, so calling it is optional (e.g. to move the cost out of a timed region)."""

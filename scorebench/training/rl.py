@@ -117,6 +117,9 @@ def rl_train(ctx, algo: RLAlgorithm, tcfg, problems_per_step: int, samples_per_p
         mine = dist.shard(problems)
         eps = run_protocol(ctx.engine, task, mine, params, proto, samples_per_problem=k, keep_ids=True,
                            progress=False, chunk_size=len(mine), samples_per_attempt=m)
+        # the trainer step's peak memory without the engine's stale weight copy (engines outside the Engine base
+        # may lack the hook)
+        getattr(ctx.engine, "release_weights", lambda: None)()
         stats, extra, everyone = learn_step(trainer, algo, tok, step, eps, k * m)
         ctx.sync_policy(trainer.model)
         if rollout_log and dist.is_main():

@@ -87,6 +87,15 @@ class FastLlama:
         self.layers, self.norm, self.embed, self.lm_head = snap
         self._fingerprint = self._current_fingerprint()
 
+    def release(self) -> None:
+        """Drop the snapshot until the next ``run`` (``maybe_refresh`` rebuilds it): while a trainer steps it is
+        stale anyway, and its memory (the model's size in the compute dtype) adds to the trainer's peak. Kept
+        where captured CUDA graphs read it by address."""
+        if any(st.graph is not None for st in self.static.values()):
+            return
+        self._snapshot = self.layers = self.norm = self.embed = self.lm_head = None
+        self._fingerprint = None
+
     def _linear(self, x, w, b=None):
         """``F.linear``, or oneDNN's linear on a weight reordered once at snapshot time when packed: a bf16
         matmul with few rows otherwise reorders the whole weight on every call, which cost more than the

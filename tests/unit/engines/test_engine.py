@@ -357,3 +357,20 @@ def test_refresh_keeps_captured_addresses(mt):
     r._cos = r._cos[:16]  # a rope table too short for the next run is rebuilt, and the states that read it dropped
     r._rope_table(4096)
     assert not r.static
+
+
+def test_released_weights_are_rebuilt_from_the_live_model(mt):
+    """``release_weights`` (before each trainer step) frees the snapshot; the next generate rebuilds it from the
+    model as it is then, weight change included."""
+    m = copy.deepcopy(mt[0])
+    e = HFEngine(model=m, tokenizer=mt[1], compute_dtype="float32")
+    c = [conv(PROMPTS[1])]
+    p = SamplingParams(temperature=0, max_new_tokens=6)
+    before = ids(e.generate(c, p))
+    e.release_weights()
+    assert e._runner.layers is None and e._runner._snapshot is None
+    assert ids(e.generate(c, p)) == before
+    e.release_weights()
+    with torch.no_grad():
+        m.model.layers[3].mlp.down_proj.weight.mul_(-3.0)
+    assert ids(e.generate(c, p)) == ids(HFEngine(model=m, tokenizer=mt[1], fast=False).generate(c, p)) != before
