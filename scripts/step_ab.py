@@ -61,6 +61,7 @@ def one(dtype: str, problems: int, samples: int, micro: int) -> dict:
         with _Clock() as roll:
             eps = sample_episodes(tr.model, tok, problems, samples, max_new_tokens=128, engine=engine)
         seqs = score_sequences(tok, eps)
+        getattr(engine, "release_weights", lambda: None)()  # as the RL loop does before the trainer step
         with _Clock() as step:
             tr.step(seqs)
         with _Clock() as ref:  # the reference's share: its forward on the same micro-batches, alone
@@ -115,6 +116,7 @@ def main():
     else:
         variants = {"float32": (ROOT, "float32", a.micro), "bfloat16": (ROOT, "bfloat16", a.micro)}
         order = ["float32", "bfloat16", "bfloat16", "float32"]
+    commits = {label: _git("rev-parse", "--short", "HEAD", cwd=tree) for label, (tree, *_) in variants.items()}
     rows = []
     try:
         for label in order:
@@ -132,7 +134,7 @@ def main():
               for k in ("whole_step_s", "whole_step_cpu_s", "trainer_step_s", "trainer_step_cpu_s", "rollout_s",
                         "rollout_cpu_s")}
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
-    out = {"rows": rows, "commit": _git("rev-parse", "--short", "HEAD"), "old_commit": a.old, "cpu": cpu,
+    out = {"rows": rows, "commit": commits[order[1]], "old_commit": commits[order[0]] if a.old else None, "cpu": cpu,
            "machine": platform.machine(), "cores": os.cpu_count(), **ratios,
            "peak_rss_gb": {v: max(r["peak_rss_gb"] for r in rows if r["variant"] == v) for v in variants},
            "command": "python " + " ".join(["scripts/step_ab.py", *sys.argv[1:]])}
