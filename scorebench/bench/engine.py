@@ -7,6 +7,7 @@ import resource
 import time
 
 from .. import get_task
+from ..machine import proc_field
 from ..engines.base import SamplingParams
 from ..engines.hf import HFEngine
 from ..protocol import SELF_CORRECTION_INSTRUCTION
@@ -22,14 +23,8 @@ def _reset_peak_rss() -> bool:
 
 
 def _peak_rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kb = proc_field("/proc/self/status", "VmHWM:")
+    return (kb if kb is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 
 
 def two_turn_conversations(count: int) -> list[list[dict]]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from ..machine import proc_field
+
 EMBEDDED_STEP = {"bfloat16": 5.5, "float32": 9.5}
 """Seconds per two-turn SCoRe episode (rollouts + trainer step), embedded 135M model, 128-token cap, micro-batches
 of 8, one thread, measured by ``scripts/step_ab.py`` on a 2-core AMD EPYC (Zen 4) on 2026-12-01
@@ -24,14 +26,8 @@ VAL_EPISODE_S = 3.0
 
 def available_gb() -> float | None:
     """MemAvailable from /proc/meminfo, in GB; None where it cannot be read."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1e6
-    except OSError:
-        pass
-    return None
+    kb = proc_field("/proc/meminfo", "MemAvailable:")
+    return kb / 1e6 if kb is not None else None
 
 
 def expected(plan: dict, dtype: str, embedded: bool, on_cpu: bool, threads: int) -> dict:
