@@ -37,11 +37,17 @@ def proc_field(path: str, key: str) -> int | None:
     return None
 
 
+def basics() -> dict:
+    """Platform, architecture and CPU count: what a run directory's ``config.json`` records as ``machine``."""
+    return {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()}
+
+
 def describe() -> dict:
-    """Platform, processor, CPU model and count, Python, torch (version, CPU capability, threads), load average."""
+    """``basics()`` (processor: the CPU's own name where ``platform`` knows it), CPU model, Python, torch (version,
+    CPU capability, threads), load average: what ``bench`` and ``lm-eval`` reports record."""
     import torch  # here, not at the top: a module that only wants the platform need not load torch
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu": cpu_model(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
+    return {**basics(), "processor": platform.processor() or platform.machine(),
+            "cpu": cpu_model(), "python": sys.version.split()[0],
             "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()[0]}
 

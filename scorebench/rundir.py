@@ -20,7 +20,6 @@ import fcntl
 import functools
 import json
 import os
-import platform
 import secrets
 import subprocess
 import sys
@@ -67,7 +66,7 @@ def write_json(path: Path, obj) -> None:
 
 def environment() -> dict:
     return {"python": sys.version.split()[0], "versions": machine.versions(VERSIONED), "git_commit": git_commit(),
-            "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
+            "machine": machine.basics(),
             "argv": sys.argv, "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
