@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -192,9 +194,7 @@ _bf16_fast: bool | None = None
 def bf16_matmul_speedup(rows: int = 1024, reps: int = 4) -> float:
     """fp32 time / bf16 time of a matmul of a training step's shape (rows x 576 x 1536), best of ``reps`` each,
     alternated, at the current thread count (about 0.2 s)."""
-    import time
-
-    import torch
+    import torch  # here: config is imported on the way to one-line usage errors, torch takes seconds
     best = {torch.float32: float("inf"), torch.bfloat16: float("inf")}
     mats = {dt: (torch.randn(rows, 576, dtype=dt), torch.randn(576, 1536, dtype=dt)) for dt in best}
     for _ in range(reps + 1):  # the first round warms up (oneDNN picks its kernels)
@@ -212,7 +212,6 @@ def cpu_bf16_fast() -> bool:
     ``SCOREBENCH_CPU_BF16=1`` / ``0`` decides it without measuring (the choice is recorded as the run's
     ``train_dtype``)."""
     global _bf16_fast
-    import os
     forced = os.environ.get("SCOREBENCH_CPU_BF16")
     if forced in ("0", "1"):
         return forced == "1"

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import dist
+from ..checks import UsageError
 from ..engines.base import SamplingParams
 from ..metrics import edit_distance_ratio, is_correct
 from ..protocol import Episode, ProtocolConfig, run_protocol
@@ -102,7 +103,6 @@ def rl_train(ctx, algo: RLAlgorithm, tcfg, problems_per_step: int, samples_per_p
     k, P = samples_per_problem, min(problems_per_step, len(train))
     m = algo.samples_per_attempt if algo.turns >= 2 else 1
     if P < dist.world():
-        from ..checks import UsageError
         raise UsageError(f"problems_per_step ({P}) must be at least the number of processes ({dist.world()}): "
                          "each process samples whole problems")
     proto = ProtocolConfig(turns=algo.turns)
