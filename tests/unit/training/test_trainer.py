@@ -321,8 +321,9 @@ def test_micro_batches_accumulate_to_the_full_batch_gradient(tok, tmp_path, norm
     assert len(tr.micro_batches(batch)) > 1  # really accumulated over several micro-batches
     got, stats = _grads_at_step(tr, batch)
     assert stats["loss"] == pytest.approx(want_loss, rel=1e-5)
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+    for g, w in zip(got, want):  # atol: fp32 sums in another order (measured against fp64: ~4e-6 for micro-batches
+        # of 1 with 2 threads, the fused and the autograd output layer alike; gradients up to 0.7)
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
     assert stats["grad_norm"] == pytest.approx(float(torch.linalg.vector_norm(torch.stack(
         [torch.linalg.vector_norm(w) for w in want]))), rel=1e-4)
 
