@@ -30,11 +30,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scorebench import dist
 from scorebench.api import Method
 from scorebench.metrics import is_correct
 from scorebench.training.advantages import BASELINES, TURN2_CREDITS, baseline_values, turn2_credit
-from scorebench.training.config import check_bool, check_number
+from scorebench.plots import training_curves
+from scorebench.training.config import check_bool, check_number, resolve_method_config
 from scorebench.training.rl import RLAlgorithm, rl_train
+from scorebench.training.validation import validation_points
 
 
 @dataclass
@@ -172,7 +175,6 @@ class Score(Method):
     """Fixed ScoreConfig or TrainConfig values that define an ablation (they win over presets and arguments)."""
 
     def method_config(self, ctx):
-        from scorebench.training import resolve_method_config
         mcfg, tcfg = resolve_method_config(ctx, ScoreConfig, sections=["score", self.name])
         for k, v in self.overrides.items():
             setattr(mcfg if hasattr(mcfg, k) else tcfg, k, v)
@@ -181,7 +183,6 @@ class Score(Method):
         return mcfg, tcfg
 
     def plan(self, ctx):
-        from scorebench.training.validation import validation_points
         mcfg, tcfg = self.method_config(ctx)
         steps = mcfg.schedule()
         m = mcfg.samples_per_attempt if mcfg.multi_turn else 1
@@ -197,8 +198,6 @@ class Score(Method):
         ctx.run_dir.update_config(method_config=mcfg.__dict__, train_config=tcfg.to_dict())
         trainer = rl_train(ctx, ScoreAlgorithm(mcfg), tcfg, mcfg.problems_per_step, mcfg.samples_per_problem,
                            mcfg.max_new_tokens, mcfg.rollout_log, desc=self.name)
-        from scorebench import dist
-        from scorebench.plots import training_curves
         if dist.is_main():
             training_curves([ctx.run_dir.path], trainer.out_dir / "curves", [self.name], smooth=3)
         return trainer.validator.save_test_policy(trainer, ctx.run_dir.path / "policy")

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from .api.registry import METHODS
+from .training.config import load_preset
 
 
 @dataclass
@@ -68,7 +69,6 @@ class RunConfig:
         default cpu-small) — editing a preset changes the results, so it must change the key too."""
         d = self.record()
         if METHODS.get(self.method).trains:
-            from .training.config import load_preset  # in a function: scorebench.training's __init__ loads torch
             d["preset_content"] = load_preset((self.method_args or {}).get("preset", "cpu-small"))
         return d
 

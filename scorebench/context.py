@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from . import device, models
 from .api.method import RunContext
+from .training.validation import training_split
 
 
 class HarnessContext(RunContext):
@@ -17,5 +18,4 @@ class HarnessContext(RunContext):
     def train_examples(self) -> list[dict]:
         """The problems a method may train on: the task's train split without its validation pool
         (``training/validation.py``), so validation curves are never measured on trained problems."""
-        from .training.validation import training_split  # in a function: scorebench.training's __init__ loads torch
         return training_split(self.task.train())[0]

@@ -22,6 +22,7 @@ from .config import COMPUTE_DTYPES, DTYPES, LATER_FIELDS, RunConfig  # noqa: F40
 from .context import HarnessContext
 from .engines import get_engine
 from .rundir import RunDir, environment
+from .training import plan as training_plan
 
 
 @dataclass
@@ -86,15 +87,12 @@ def validate(cfg: RunConfig, out: str | Path | None = None, writable: bool = Tru
 
 
 def _free_gb() -> float | None:
-    from .training.plan import available_gb  # in a function: scorebench.training's __init__ loads torch
-    return available_gb()
+    return training_plan.available_gb()
 
 
 def _training_plan(cfg: RunConfig, method, train_task) -> dict | None:
     """The method's plan (``Method.plan``) with the expected wall time and memory, and the line to print."""
     import torch  # in a function, like every torch import on the way to a usage error: it takes seconds
-
-    from .training import plan as training_plan
     p = method.plan(HarnessContext(config=cfg, task=train_task, engine=None, run_dir=None))
     if not p:
         return None
