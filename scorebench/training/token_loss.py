@@ -63,7 +63,8 @@ class _FusedTokenLoss(torch.autograd.Function):
             dz.scatter_add_(-1, t[:, None], -ws[i:j, None])
             s = sel[i:j]
             if bool(s.any()):
-                rows = s.nonzero(as_tuple=True)[0]
+                # every row of the chunk (the usual case): views instead of (rows x vocab) copies
+                rows = slice(None) if bool(s.all()) else s.nonzero(as_tuple=True)[0]
                 logq = torch.log_softmax(_logits(h_ref[ref_row[i:j][rows]], w_ref, temperature), -1)
                 k = ks[i:j][rows]
                 if estimator == "full":
@@ -76,7 +77,7 @@ class _FusedTokenLoss(torch.autograd.Function):
                     kl = 0.5 * d_t ** 2
                     g = k * d_t  # d(k d_t^2 / 2)/dz = k d_t (onehot(y) - p)
                     dz[rows] -= g[:, None] * p[rows]
-                    dz[rows, ts] += g
+                    dz[torch.arange(j - i, device=dz.device)[rows], ts] += g
                 kl_term += (k.double() * kl.double()).sum()
                 kl_sum += kl.double().sum()
                 del logq
