@@ -16,10 +16,10 @@ EMBEDDED_STEP = {"bfloat16": 5.5, "float32": 9.5}
 """Seconds per two-turn SCoRe episode (rollouts + trainer step), embedded 135M model, 128-token cap, micro-batches
 of 8, one thread, measured by ``scripts/step_ab.py`` on a 2-core AMD EPYC (Zen 4) on 2026-12-01
 (results/signal-arith.md: 85-91 s bf16, 151-153 s fp32 for 16 episodes)."""
-EMBEDDED_PEAK_GB = 4.9
-"""Peak resident memory of a whole bf16 step (rollouts + trainer) with the fused output-layer loss, micro-batches of
-4 and the engine's weight snapshot released during the trainer step: 4.9 GB by ``scripts/step_ab.py --one auto
---micro 4`` at commit 3ab7653, same machine (results/signal-arith.md; 9.0-11.6 GB before)."""
+EMBEDDED_PEAK_GB = 8.0
+"""Peak resident memory of a whole ``cpu-learn`` run (16 x 4 episodes a step, micro-batches of 4, fp32 validation
+on 200 problems): VmHWM 8.0 GB of seed 0 at its step-8 validation (commit 5a2dbc1, 2-core AMD EPYC). A 4 x 4
+step alone peaks at 4.9 GB (``scripts/step_ab.py --one auto --micro 4``, commit 3ab7653); results/signal-arith.md."""
 VAL_EPISODE_S = 3.0
 """Seconds per greedy two-turn validation problem at the start of training (fp32, one thread, same machine)."""
 
