@@ -64,6 +64,12 @@ class RunConfig:
                 del d[k]
         return d
 
+    @classmethod
+    def from_record(cls, d: dict) -> "RunConfig":
+        """The config a ``config.json`` recorded (``record``'s inverse): a field left out of an older record held
+        the value of ``LATER_FIELDS`` then, not today's default (a run without ``rules`` ran under rules 1)."""
+        return cls(**{**LATER_FIELDS, **d})
+
     def resolved(self) -> dict:
         """The config plus, for a method that trains, the content of its preset file (``method_args["preset"]``,
         default cpu-small) — editing a preset changes the results, so it must change the key too."""

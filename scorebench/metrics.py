@@ -118,3 +118,51 @@ def edit_distance_ratio(a: str, b: str) -> float:
     if not a and not b:
         return 0.0
     return 1.0 - difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+N_SEED_BOOTSTRAP = 10_000
+
+
+def seed_mean(per_seed: list[list[Episode]], n_bootstrap: int = N_SEED_BOOTSTRAP, seed: int = 0,
+              chunk: int = 500) -> dict:
+    """The mean over training seeds of each statistic, with a 95% CI from a two-level bootstrap.
+
+    Why two levels: a trained row's number varies with the seed it was trained with *and* with the test
+    problems it is measured on; a CI over problems alone (``compute``) says nothing about the next seed. Each
+    draw resamples the seeds (with replacement, as many as there are) and, inside each drawn seed, that seed's
+    problems (paired: both attempts of a problem together, independently for every slot of the draw, so a seed
+    drawn twice is not the same resample twice), then averages the seeds' statistics; the CI is the 2.5th and
+    97.5th percentiles over ``n_bootstrap`` draws. With few seeds the seed level is coarse (3 seeds give 10
+    distinct seed multisets): the interval is honest about that rather than narrow.
+
+    Returns ``n_seeds``, ``n`` (problems per seed), ``turns``, the means of ``_point``'s keys, ``ci95`` and
+    ``per_seed`` (each seed's point values)."""
+    cs = [correctness(eps) for eps in per_seed]
+    if not cs or any(c.shape[0] == 0 for c in cs):
+        raise ValueError("seed_mean needs at least one seed, each with episodes")
+    if len({c.shape for c in cs}) != 1:
+        raise ValueError(f"seeds were evaluated on different problem sets: {sorted({c.shape for c in cs})}")
+    S, (n, K) = len(cs), cs[0].shape
+    points = [_point(c) for c in cs]
+    keys = list(points[0])
+    rng = np.random.default_rng(seed)
+    stacked = np.stack(cs)                                        # (S, n, K)
+    draws = []
+    for start in range(0, n_bootstrap, chunk):
+        b = min(chunk, n_bootstrap - start)
+        which = rng.integers(0, S, (b, S))                        # the seeds of each draw's S slots
+        problems = rng.integers(0, n, (b, S, n))                  # each slot's resample of its seed's problems
+        c = stacked[which[:, :, None], problems]                  # (b, S, n, K)
+        acc = c.mean(axis=2)                                      # (b, S, K)
+        stats = {f"acc_t{k + 1}": acc[:, :, k] for k in range(K)}
+        for k in range(K - 1):
+            a, nxt = c[..., k], c[..., k + 1]
+            sfx = "" if k == 0 else f"_t{k + 1}t{k + 2}"
+            stats["delta" + sfx] = acc[:, :, k + 1] - acc[:, :, k]
+            stats["delta_i2c" + sfx] = (~a & nxt).mean(axis=2)
+            stats["delta_c2i" + sfx] = (a & ~nxt).mean(axis=2)
+        draws.append(np.stack([stats[k].mean(axis=1) for k in keys], axis=1))  # (b, n_keys)
+    d = np.concatenate(draws)
+    ci = {k: [float(np.percentile(d[:, i], 2.5)), float(np.percentile(d[:, i], 97.5))] for i, k in enumerate(keys)}
+    return {"n_seeds": S, "n": n, "turns": K, **{k: float(np.mean([p[k] for p in points])) for k in keys},
+            "ci95": ci, "per_seed": points}

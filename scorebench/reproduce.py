@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 
-from . import checks, dist, tables
+from . import checks, dist, metrics, tables
 from .api.registry import METHODS
 from .checks import UsageError
 from .config import RunConfig
@@ -103,6 +103,24 @@ def row_configs(t: Table, base: RunConfig) -> list[tuple[str, str, RunConfig, Ru
     return out
 
 
+def seed_rows(t: Table, base: RunConfig, seeds: tuple[int, ...] = (),
+              rows: tuple[str, ...] = ()) -> list[tuple[str, str, list[RunConfig]]]:
+    """(method, label, run configs) per row: one config per seed in ``seeds`` for a row that trains (only those
+    named in ``rows``, when given), else the one config at ``base.seed``. Why not every row at every seed: an
+    untrained row is evaluated greedily, the same at any seed, and a seed is a new run directory to fill."""
+    unknown = sorted(set(rows) - {m for m, _ in t.rows})
+    if unknown:
+        raise UsageError(f"--seed-rows names rows table {t.number} does not have: {', '.join(unknown)} "
+                         f"(its rows: {', '.join(m for m, _ in t.rows)})")
+    if len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds repeats a seed: {', '.join(map(str, seeds))}")
+    out = []
+    for method, label, cfg, _ in row_configs(t, base):
+        many = seeds and METHODS.get(method).trains and (not rows or method in rows)
+        out.append((method, label, [replace(cfg, seed=s) for s in seeds] if many else [cfg]))
+    return out
+
+
 def find_run(runs_dir: Path, cfg: RunConfig) -> Path:
     """The directory in ``runs_dir`` that already holds ``cfg``'s run (any name: matched by the key recorded in
     its config.json, or for runs recorded before keys were, by the key of its config when no preset is involved);
@@ -116,7 +134,7 @@ def find_run(runs_dir: Path, cfg: RunConfig) -> Path:
             rec = json.loads(p.read_text())
             old = rec.get("key")
             if old is None and "preset_content" not in rec and not METHODS.get(rec["config"]["method"]).trains:
-                old = RunConfig(**rec["config"]).key()
+                old = RunConfig.from_record(rec["config"]).key()
         except Exception:
             continue  # not a run directory of this version
         if old == key:
@@ -124,15 +142,16 @@ def find_run(runs_dir: Path, cfg: RunConfig) -> Path:
     return default
 
 
-def commands(number: int, base: RunConfig, runs_dir: Path) -> list[str]:
+def commands(number: int, base: RunConfig, runs_dir: Path, seeds: tuple[int, ...] = (),
+             rows: tuple[str, ...] = ()) -> list[str]:
     """The ``scorebench run`` command of every row (``reproduce --dry-run``): run them anywhere, in parallel or on
     other machines, into ``runs_dir``; ``reproduce`` then finds them and only writes the table. Every row is
     validated first, so a command that would fail is never printed."""
     t = _table(number)
-    rows = [(cfg, find_run(Path(runs_dir), cfg)) for _, _, cfg, _ in row_configs(t, base)]
-    for cfg, rdir in rows:
+    runs = [(cfg, find_run(Path(runs_dir), cfg)) for _, _, cfgs in seed_rows(t, base, seeds, rows) for cfg in cfgs]
+    for cfg, rdir in runs:
         validate(cfg, rdir, writable=False)
-    return [command_for(cfg, rdir) for cfg, rdir in rows]
+    return [command_for(cfg, rdir) for cfg, rdir in runs]
 
 
 def mbpp_r_config(cfg: RunConfig, rdir: Path) -> RunConfig:
@@ -144,25 +163,29 @@ def mbpp_r_config(cfg: RunConfig, rdir: Path) -> RunConfig:
     return replace(cfg, task="mbpp-r", train_task=None)
 
 
-def _check_rows(t: Table, base: RunConfig, runs_dir: Path, out_dir: Path) -> list:
-    """Validate every row before any row runs: (method, label, config, run dir) per row. A finished trained row
+def _check_rows(t: Table, base: RunConfig, runs_dir: Path, out_dir: Path, seeds: tuple[int, ...] = (),
+                rows: tuple[str, ...] = ()) -> list:
+    """Validate every run before any runs: (method, label, [(config, run dir)]) per row. A finished trained row
     whose policy is gone (run directories ship without weights) cannot make its MBPP-R column."""
     checks.output_dir(out_dir, "--out")
     checks.output_dir(runs_dir, "--runs-dir")
-    rows = []
-    for method, label, cfg, _ in row_configs(t, base):
-        rdir = find_run(runs_dir, cfg)
-        plan = validate(cfg, rdir)
-        if t.mbpp_r and plan.finished and METHODS.get(method).trains:
-            rcfg = mbpp_r_config(cfg, rdir)
-            try:
-                validate(rcfg, runs_dir / f"{method}-mbpp-r-{rcfg.key()}")
-            except ModelError:
-                raise UsageError(f"the MBPP-R column of row {method!r} needs its trained policy {rdir / 'policy'}, "
-                                 f"which is missing (run directories ship without weights); remove {rdir} or use "
-                                 "another --runs-dir to retrain the row") from None
-        rows.append((method, label, cfg, rdir))
-    return rows
+    checked = []
+    for method, label, cfgs in seed_rows(t, base, seeds, rows):
+        runs = []
+        for cfg in cfgs:
+            rdir = find_run(runs_dir, cfg)
+            plan = validate(cfg, rdir)
+            if t.mbpp_r and plan.finished and METHODS.get(method).trains:
+                rcfg = mbpp_r_config(cfg, rdir)
+                try:
+                    validate(rcfg, runs_dir / f"{method}-mbpp-r-{rcfg.key()}")
+                except ModelError:
+                    raise UsageError(f"the MBPP-R column of row {method!r} needs its trained policy "
+                                     f"{rdir / 'policy'}, which is missing (run directories ship without weights); "
+                                     f"remove {rdir} or use another --runs-dir to retrain the row") from None
+            runs.append((cfg, rdir))
+        checked.append((method, label, runs))
+    return checked
 
 
 def _table(number: int) -> Table:
@@ -171,31 +194,55 @@ def _table(number: int) -> Table:
     return TABLES[number]
 
 
-def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progress: bool = True) -> dict:
+def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progress: bool = True,
+              seeds: tuple[int, ...] = (), rows: tuple[str, ...] = ()) -> dict:
+    """Run (or reuse) every row's run directories and write the table. With ``seeds``, a row that trains (of
+    ``rows``, when given) runs once per seed and its cells are the seeds' mean with ``metrics.seed_mean``'s CI
+    (seeds and problems resampled); each seed's own numbers are listed under the table."""
     t = _table(number)
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
-    checked = _check_rows(t, base, runs_dir, out_dir)
+    checked = _check_rows(t, base, runs_dir, out_dir, tuple(seeds), tuple(rows))
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for method, label, cfg, rdir in checked:
-        run(cfg, rdir, progress=progress)
-        row = {"method": method, "label": label, "run": str(rdir), "command": command_for(cfg, rdir),
-               "seconds": RunDir(rdir).config()["total_seconds"],
-               "metrics": tables.recompute(rdir)}
-        if t.mbpp_r:
-            rcfg = mbpp_r_config(cfg, rdir)
-            rrdir = runs_dir / f"{method}-mbpp-r-{rcfg.key()}"
-            run(rcfg, rrdir, progress=progress)
-            row.update(mbpp_r_run=str(rrdir), mbpp_r_command=command_for(rcfg, rrdir),
-                       mbpp_r=tables.recompute(rrdir)["acc_t2"])
-        rows.append(row)
-    result = {"table": number, "title": t.title, "task": base.task or t.task, "rows": rows}
+    result_rows = []
+    for method, label, runs in checked:
+        per_seed = []
+        for cfg, rdir in runs:
+            run(cfg, rdir, progress=progress)
+            one = {"seed": cfg.seed, "run": str(rdir), "command": command_for(cfg, rdir),
+                   "seconds": RunDir(rdir).config()["total_seconds"], "metrics": tables.recompute(rdir)}
+            if t.mbpp_r:
+                rcfg = mbpp_r_config(cfg, rdir)
+                rrdir = runs_dir / f"{method}-mbpp-r-{rcfg.key()}"
+                run(rcfg, rrdir, progress=progress)
+                one.update(mbpp_r_run=str(rrdir), mbpp_r_command=command_for(rcfg, rrdir),
+                           mbpp_r=tables.recompute(rrdir)["acc_t2"])
+            per_seed.append(one)
+        row = {"method": method, "label": label, **per_seed[0]}
+        if len(per_seed) > 1:
+            row.update(_seed_mean_row(per_seed))
+        result_rows.append(row)
+    result = {"table": number, "title": t.title, "task": base.task or t.task, "rows": result_rows}
     if dist.is_main():  # one writer in a multi-process run
         write_outputs(t, result, out_dir)
         from .plots import all_figures  # in a function: matplotlib
-        all_figures([Path(r["run"]) for r in rows], out_dir / "figures", [r["label"] for r in rows])
+        figs = [(s["run"], row["label"] + (f" (seed {s['seed']})" if "per_seed" in row else ""))
+                for row in result_rows for s in row.get("per_seed", [row])]
+        all_figures([Path(r) for r, _ in figs], out_dir / "figures", [lab for _, lab in figs])
     dist.barrier()
     return result
+
+
+def _seed_mean_row(per_seed: list[dict]) -> dict:
+    """A multi-seed row's cells: ``metrics.seed_mean`` over the seeds' test episodes; Δ uncut (and MBPP-R) as
+    the seeds' plain mean, without a CI (the uncut pairs differ from seed to seed)."""
+    m = metrics.seed_mean([RunDir(s["run"]).episodes() for s in per_seed])
+    uncut = [s["metrics"].get("delta_uncut") for s in per_seed]
+    if all(u is not None for u in uncut):
+        m["delta_uncut"] = sum(uncut) / len(uncut)
+    out = {"metrics": m, "per_seed": per_seed, "seconds": sum(s["seconds"] for s in per_seed)}
+    if "mbpp_r" in per_seed[0]:
+        out["mbpp_r"] = sum(s["mbpp_r"] for s in per_seed) / len(per_seed)
+    return out
 
 
 def _cells(t: Table, row: dict, paper: list[float] | None) -> list[tuple[str, str]]:
@@ -217,20 +264,25 @@ def headers(t: Table) -> list[str]:
 def write_outputs(t: Table, result: dict, out_dir: Path) -> None:
     paper = paper_numbers(t.number)
     hs = headers(t)
+    seeded = [row for row in result["rows"] if "per_seed" in row]
     md = [f"# Table {t.number}: {t.title} — task `{result['task']}`", "",
           "Ours: percentages with paired-bootstrap 95% CIs, recomputed from each row's run directory. "
-          "Paper: Kumar et al. 2024 (Gemini models; MATH500 / HumanEval).", "",
-          "| method | n | " + " | ".join(f"{h} (ours) | {h} (paper)" for h in hs) + " |",
-          "|---|---|" + "---|---|" * len(hs)]
+          "Paper: Kumar et al. 2024 (Gemini models; MATH500 / HumanEval).", ""]
+    if seeded:
+        md += ["A row whose n reads \"S × n\" is the mean of S training seeds; its CI resamples the seeds and, "
+               "within each, the problems (metrics.seed_mean); each seed's numbers are listed under the table.", ""]
+    md += ["| method | n | " + " | ".join(f"{h} (ours) | {h} (paper)" for h in hs) + " |",
+           "|---|---|" + "---|---|" * len(hs)]
     csv_buf = io.StringIO()
     w = csv.writer(csv_buf)
-    w.writerow(["method", "label", "n"] + [f"{h} {s}" for h in hs for s in ("ours", "ours_lo", "ours_hi", "paper")])
+    w.writerow(["method", "label", "n", "seeds"] + [f"{h} {s}" for h in hs for s in ("ours", "ours_lo", "ours_hi", "paper")])
     tex = ["\\begin{tabular}{l" + "rr" * len(hs) + "}", "\\toprule",
            "Method & " + " & ".join(f"{_tex(h)} (ours) & {_tex(h)} (paper)" for h in hs) + " \\\\", "\\midrule"]
     for row in result["rows"]:
         cells = _cells(t, row, paper.get(row["method"]))
         m = row["metrics"]
-        md.append(f"| {row['label']} | {m.get('n', 0)} | " + " | ".join(f"{a} | {b}" for a, b in cells) + " |")
+        n = f"{m['n_seeds']} × {m['n']}" if "per_seed" in row else m.get("n", 0)
+        md.append(f"| {row['label']} | {n} | " + " | ".join(f"{a} | {b}" for a, b in cells) + " |")
         vals = []
         keys = (["mbpp_r"] if t.mbpp_r else []) + [k for k, _ in t.cols] + [k for k, _ in t.extra_cols]
         for i, k in enumerate(keys):
@@ -242,12 +294,22 @@ def write_outputs(t: Table, result: dict, out_dir: Path) -> None:
                 vals += [round(100 * m[k], 2) if k in m else "", round(100 * lo, 2) if lo is not None else "",
                          round(100 * hi, 2) if hi is not None else ""]
             vals.append(p[i] if p and i < len(p) else "")
-        w.writerow([row["method"], row["label"], m.get("n", 0)] + vals)
+        w.writerow([row["method"], row["label"], m.get("n", 0),
+                    " ".join(str(x["seed"]) for x in row.get("per_seed", [row]))] + vals)
         tex.append(_tex(row["label"]) + " & " + " & ".join(f"{_tex(a)} & {b}" for a, b in cells) + " \\\\")
     tex += ["\\bottomrule", "\\end{tabular}"]
+    if seeded:
+        md += ["", "Each seed of the multi-seed rows:", "",
+               "| method | seed | n | " + " | ".join(h for _, h in t.cols) + " |", "|---|---|---|" + "---|" * len(t.cols)]
+        md += [f"| {row['label']} | {x['seed']} | {x['metrics'].get('n', 0)} | "
+               + " | ".join(tables.fmt(x["metrics"], k) for k, _ in t.cols) + " |" for row in seeded for x in row["per_seed"]]
     md += ["", "Commands (each row's run directory is the source of its numbers):", ""]
-    md += [f"- {row['label']}: `{row['command']}` ({row['seconds']} s wall time, recorded in its config.json)" for row in result["rows"]]
-    md += [f"- {row['label']} MBPP-R: `{row['mbpp_r_command']}`" for row in result["rows"] if "mbpp_r_command" in row]
+    for row in result["rows"]:
+        for x in row.get("per_seed", [row]):
+            name = row["label"] + (f" (seed {x['seed']})" if "per_seed" in row else "")
+            md.append(f"- {name}: `{x['command']}` ({x['seconds']} s wall time, recorded in its config.json)")
+            if "mbpp_r_command" in x:
+                md.append(f"- {name} MBPP-R: `{x['mbpp_r_command']}`")
     stem = f"table{t.number}"
     atomic_write(out_dir / f"{stem}.md", "\n".join(md) + "\n")
     atomic_write(out_dir / f"{stem}.csv", csv_buf.getvalue())

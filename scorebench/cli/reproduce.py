@@ -1,6 +1,7 @@
 """``scorebench reproduce``: every row of one of the paper's tables, written beside the paper's."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from ..device import default_batch_size
@@ -9,6 +10,7 @@ from .. import reproduce as paper  # paper.reproduce looked up when it runs, so 
 from ..reproduce import TABLES, commands
 from ..runner import RunConfig
 from .common import config_flags, kv, preset_flag
+from .errors import CLIError
 
 
 def _task_defaults() -> str:
@@ -30,8 +32,21 @@ def add_arguments(p) -> None:
                    help="where the table files go (default: runs/table<N>-<task>; the shipped ones are in "
                         "results/table<N>-<task>)")
     config_flags(p, "device")
+    p.add_argument("--seeds", type=_seeds, default=(),
+                   help="train each trained row once per seed (e.g. 0,1,2) and report the seeds' mean with a CI "
+                        "over seeds and problems; untrained rows run once at --seed")
+    p.add_argument("--seed-rows", type=lambda v: tuple(x for x in v.split(",") if x), default=(),
+                   help="with --seeds: only these rows (methods, comma-separated) run every seed; the other trained "
+                        "rows run once at --seed (default: every trained row)")
     p.add_argument("--dry-run", action="store_true",
                    help="print each row's `scorebench run` command (to run elsewhere or in parallel) and stop")
+
+
+def _seeds(v: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in v.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {v!r}") from None
 
 
 def main(a) -> int:
@@ -39,11 +54,13 @@ def main(a) -> int:
     base = RunConfig(task=task, model=a.model, engine=a.engine, device=a.device, limit=a.limit,
                      max_new_tokens=a.max_new_tokens, batch_size=default_batch_size(a.device),
                      seed=a.seed, task_args=kv(a.task_args, "--task-arg"), method_args={"preset": a.preset})
+    if a.seed_rows and not a.seeds:
+        raise CLIError("--seed-rows needs --seeds")
     if a.dry_run:
-        print("\n".join(commands(a.table, base, Path(a.runs_dir))))
+        print("\n".join(commands(a.table, base, Path(a.runs_dir), a.seeds, a.seed_rows)))
         return 0
     out = Path(a.out or f"runs/table{a.table}-{task}")
-    paper.reproduce(a.table, base, Path(a.runs_dir), out)
+    paper.reproduce(a.table, base, Path(a.runs_dir), out, seeds=a.seeds, rows=a.seed_rows)
     if is_main():
         print((out / f"table{a.table}.md").read_text(), end="")
     return 0

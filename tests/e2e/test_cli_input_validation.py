@@ -114,7 +114,7 @@ def test_bench_and_reproduce_do_not_write_into_results_by_default(tmp_path, monk
     assert not build_parser().parse_args(["bench"]).out.startswith("results/")
     seen = {}
 
-    def fake(number, base, runs_dir, out):
+    def fake(number, base, runs_dir, out, **kw):
         seen["out"] = out
         out.mkdir(parents=True)
         (out / f"table{number}.md").write_text("table\n")

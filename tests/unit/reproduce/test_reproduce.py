@@ -122,7 +122,7 @@ HAND_CELLS = {"base": ["50.0", "70.0", "20.0", "30.0", "10.0", "20.0"],
               "score": ["40.0", "80.0", "40.0", "50.0", "10.0", "33.3"]}  # one i→c pair of score's is cut
 
 
-def test_reproduce_table2_cells_from_hand_made_runs(tmp_path):
+def test_reproduce_table2_cells_from_hand_made_runs(tmp_path, write_run):
     """``reproduce`` on finished run directories written by hand (no model, nothing runs): every cell of the
     emitted table is the literal value of its row's episodes, in the paper's column order."""
     from scorebench.registry import TASKS
@@ -135,17 +135,8 @@ def test_reproduce_table2_cells_from_hand_made_runs(tmp_path):
     test = TASKS.get("arith")(n_train=20, n_test=10).test()[:10]
     runs = tmp_path / "runs"
     for method, _, cfg, _ in row_configs(TABLES[2], base):
-        rdir = find_run(runs, cfg)
-        rdir.mkdir(parents=True)
-        (rdir / "config.json").write_text(json.dumps({"config": cfg.record(), "key": cfg.key(), "n_problems": 10,
-                                                      "total_seconds": 1.5}))
-        pairs = [p for p, k in zip([(1, 1), (1, 0), (0, 1), (0, 0)], HAND[method]) for _ in range(k)]
-        with open(rdir / "episodes.jsonl", "w") as f:
-            for i, (ex, (r1, r2)) in enumerate(zip(test, pairs)):
-                cut = method == "score" and i == 4  # score's first i→c pair: the first attempt hit the cap
-                ep = Episode(str(ex["id"]), [Turn("p", "a", float(r1), finish_reason="length" if cut else "stop"),
-                                             Turn("fix", "b", float(r2))])
-                f.write(json.dumps(ep.to_json()) + "\n")
+        # score's first i→c pair (index 4): the first attempt hit the cap
+        write_run(find_run(runs, cfg), cfg, test, HAND[method], cut=(4,) if method == "score" else ())
     out = tmp_path / "table"
     result = reproduce(2, base, runs, out, progress=False)
     assert [r["method"] for r in result["rows"]] == list(HAND)
@@ -165,3 +156,20 @@ def test_reproduce_table2_cells_from_hand_made_runs(tmp_path):
         assert cells[13] == "–"  # Δ uncut: no paper number
     paper = {r["method"]: r for r in rows}
     assert paper["score"]["Acc@t1 paper"] == "60.0" and paper["base"]["Δ c→i paper"] == "15.8"
+
+
+def test_a_run_recorded_before_rules_2_is_not_reused_under_rules_2(tmp_path):
+    """A config.json from before keys and ``rules`` were recorded ran under rules 1 (lax grading): reproduce
+    finds it for a rules-1 row only, never for today's strict row (it once did: the lax base row was reused)."""
+    from scorebench.reproduce import find_run
+    from scorebench.runner import RunConfig
+    old = RunConfig(method="base", task="arith", rules=1)
+    legacy = tmp_path / "runs" / "base-arith"
+    legacy.mkdir(parents=True)
+    rec = old.record()
+    assert "rules" not in rec  # the value rules 1 runs used is left out of the record
+    (legacy / "config.json").write_text(json.dumps({"config": rec}))
+    assert find_run(tmp_path / "runs", old) == legacy
+    strict = RunConfig(method="base", task="arith")
+    assert find_run(tmp_path / "runs", strict) == tmp_path / "runs" / f"base-arith-{strict.key()}"
+    assert RunConfig.from_record(rec) == old

@@ -1,0 +1,85 @@
+"""``reproduce --seeds``: a trained row over several seeds is the seeds' mean, each seed listed, from hand-made runs."""
+import csv
+import json
+
+import pytest
+
+from scorebench import metrics as M
+from scorebench.checks import UsageError
+from scorebench.registry import TASKS
+from scorebench.reproduce import TABLES, commands, find_run, reproduce, seed_rows
+from scorebench.rundir import RunDir
+from scorebench.runner import RunConfig
+
+# (c→c, c→i, i→c, i→i) of 10 problems per SCoRe seed: Δ +30, +10, −10 → mean +10; Acc@t1 40, 50, 60 → 50
+SCORE_SEEDS = {0: (3, 1, 4, 2), 1: (4, 1, 2, 3), 2: (5, 1, 0, 4)}
+ONCE = (2, 2, 2, 4)  # every other row, run once at seed 0: Δ 0
+
+
+@pytest.fixture
+def table4(tmp_path, write_run):
+    preset = tmp_path / "tiny.json"
+    preset.write_text(json.dumps({"score": {"stage1_steps": 1, "stage2_steps": 1}}))
+    base = RunConfig(task="arith", limit=10, task_args={"n_train": 20, "n_test": 10},
+                     method_args={"preset": str(preset)})
+    test = TASKS.get("arith")(n_train=20, n_test=10).test()[:10]
+    runs = tmp_path / "runs"
+    for method, _, cfgs in seed_rows(TABLES[4], base, (0, 1, 2), ("score",)):
+        for cfg in cfgs:
+            counts = SCORE_SEEDS[cfg.seed] if method == "score" else ONCE
+            write_run(find_run(runs, cfg), cfg, test, counts, seconds=10.0 + cfg.seed)
+    return base, runs
+
+
+def test_a_seeded_row_is_the_mean_of_its_seeds(tmp_path, table4):
+    base, runs = table4
+    out = tmp_path / "table"
+    result = reproduce(4, base, runs, out, progress=False, seeds=(0, 1, 2), rows=("score",))
+    score = result["rows"][0]
+    assert [s["seed"] for s in score["per_seed"]] == [0, 1, 2] and score["seconds"] == 33.0
+    m = score["metrics"]
+    assert m["n_seeds"] == 3 and m["n"] == 10
+    assert (m["acc_t1"], m["acc_t2"], m["delta"]) == pytest.approx((0.5, 0.6, 0.1))
+    assert [s["metrics"]["delta"] for s in score["per_seed"]] == pytest.approx([0.3, 0.1, -0.1])
+    lo, hi = m["ci95"]["delta"]
+    assert lo < 0 < 0.1 < hi  # seeds that disagree in sign: the CI says so
+    want = M.seed_mean([RunDir(s["run"]).episodes() for s in score["per_seed"]])["ci95"]["delta"]
+    assert [lo, hi] == want
+    assert all("per_seed" not in r for r in result["rows"][1:])  # the other ablations: once, at --seed
+    md = (out / "table4.md").read_text()
+    row = next(x for x in md.splitlines() if x.startswith("| SCoRe | "))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "3 × 10" and cells[2].startswith("50.0 [") and cells[4].startswith("60.0 [")
+    assert cells[6].startswith("10.0 [")
+    seeds = [x for x in md.splitlines() if x.startswith("| SCoRe | ") and x != row]
+    assert [x.split("|")[2].strip() for x in seeds] == ["0", "1", "2"]
+    assert [x.split("|")[6].strip().split(" [")[0] for x in seeds] == ["30.0", "10.0", "-10.0"]
+    assert md.count("--seed 2") == 1 and "SCoRe (seed 1): `scorebench run" in md
+    rows = {r["method"]: r for r in csv.DictReader((out / "table4.csv").open())}
+    assert rows["score"]["seeds"] == "0 1 2" and rows["score-no-stage1"]["seeds"] == "0"
+    assert float(rows["score"]["Δ(t1,t2) ours"]) == pytest.approx(10.0)
+
+
+def test_dry_run_lists_every_seed_and_bad_input_is_refused(table4):
+    base, runs = table4
+    cmds = commands(4, base, runs, (0, 1, 2), ("score",))
+    assert len(cmds) == 3 + 4 and sum("--method score " in c for c in cmds) == 3
+    assert len(commands(4, base, runs, (0, 1, 2))) == 3 * 5  # every row of Table 4 trains
+    with pytest.raises(UsageError, match="does not have: scor"):
+        seed_rows(TABLES[4], base, (0, 1), ("scor",))
+    with pytest.raises(UsageError, match="repeats a seed"):
+        seed_rows(TABLES[4], base, (0, 0))
+    untrained = seed_rows(TABLES[2], base, (0, 1, 2))
+    assert [len(cfgs) for _, _, cfgs in untrained] == [1, 1, 3, 3, 3]  # base and Self-Refine do not train
+
+
+def test_cli_flags(capsys):
+    from scorebench.cli import build_parser, main
+    a = build_parser(["reproduce"]).parse_args(["reproduce", "--table", "4", "--seeds", "0,1,2",
+                                                "--seed-rows", "score,score-single-turn"])
+    assert a.seeds == (0, 1, 2) and a.seed_rows == ("score", "score-single-turn")
+    with pytest.raises(SystemExit):
+        build_parser(["reproduce"]).parse_args(["reproduce", "--table", "4", "--seeds", "0,x"])
+    assert "comma-separated integers" in capsys.readouterr().err
+    assert main(["reproduce", "--table", "4", "--seed-rows", "score", "--dry-run"]) != 0
+    assert "--seed-rows needs --seeds" in capsys.readouterr().err
