@@ -1,5 +1,6 @@
 """Figures from run directories (PNG + PDF): per-turn accuracy with CIs, the edit-distance distribution (the
-paper's behavior-collapse diagnostic), and training curves. Nothing here reads anything but run directories."""
+paper's behavior-collapse diagnostic), training curves and validation curves. Nothing here reads anything but run
+directories."""
 from __future__ import annotations
 
 import json
@@ -77,8 +78,9 @@ CURVES = [("reward_t1", "reward t1"), ("reward_t2", "reward t2"), ("i2c", "i→c
           ("kl", "KL to reference"), ("edit_ratio", "edit ratio"), ("loss", "loss")]
 
 
-def read_log(run: Path) -> list[dict]:
-    path = Path(run) / "train" / "train_log.jsonl"
+def read_log(run: Path, name: str = "train_log.jsonl") -> list[dict]:
+    """A run's ``train/<name>`` lines by step (``val_log.jsonl``: its validation points)."""
+    path = Path(run) / "train" / name
     if not path.exists():
         return []
     by_step = {}
@@ -112,9 +114,35 @@ def training_curves(runs: list[Path], out: Path, labels: list[str] | None = None
     return _save(fig, out)
 
 
+VAL_CURVES = [("acc_t1", "validation Acc@t1"), ("acc_t2", "validation Acc@t2"), ("delta", "validation Δ(t1, t2)")]
+
+
+def validation_curves(runs: list[Path], out: Path, labels: list[str] | None = None) -> list[Path]:
+    """Validation Acc@t1, Acc@t2 and Δ by step, one line per run (``train/val_log.jsonl``): when
+    self-correction appears across seeds, and what it costs the first attempt. Points, not smoothed."""
+    labels = labels or labels_of(runs)
+    logs = [read_log(r, "val_log.jsonl") for r in runs]
+    if not any(logs):
+        return []
+    fig, axes = plt.subplots(1, len(VAL_CURVES), figsize=(3.6 * len(VAL_CURVES), 3), squeeze=False)
+    for ax, (k, title) in zip(axes[0], VAL_CURVES):
+        for log, lab in zip(logs, labels):
+            if log:
+                ax.plot([d["step"] for d in log], [100 * d[k] for d in log], marker="o", ms=3, label=lab)
+        if k == "delta":
+            ax.axhline(0, color="grey", lw=0.5)
+        n = sorted({d["n"] for log in logs for d in log})
+        ax.set_title(f"{title}, n={'/'.join(map(str, n))}", fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("%")
+    axes[0][0].legend(fontsize=7)
+    return _save(fig, out)
+
+
 def all_figures(runs: list[Path], out_dir: Path, labels: list[str] | None = None) -> list[Path]:
     out_dir = Path(out_dir)
     paths = accuracy_bars(runs, out_dir / "accuracy", labels)
     paths += edit_distance_hist(runs, out_dir / "edit_distance", labels)
     paths += training_curves(runs, out_dir / "training_curves", labels)
+    paths += validation_curves(runs, out_dir / "validation_curves", labels)
     return paths

@@ -275,7 +275,8 @@ def write_outputs(t: Table, result: dict, out_dir: Path) -> None:
            "|---|---|" + "---|---|" * len(hs)]
     csv_buf = io.StringIO()
     w = csv.writer(csv_buf)
-    w.writerow(["method", "label", "n", "seeds"] + [f"{h} {s}" for h in hs for s in ("ours", "ours_lo", "ours_hi", "paper")])
+    w.writerow(["method", "label", "n", "seeds"]
+               + [f"{h} {s}" for h in hs for s in ("ours", "ours_lo", "ours_hi", "paper")])
     tex = ["\\begin{tabular}{l" + "rr" * len(hs) + "}", "\\toprule",
            "Method & " + " & ".join(f"{_tex(h)} (ours) & {_tex(h)} (paper)" for h in hs) + " \\\\", "\\midrule"]
     for row in result["rows"]:
@@ -300,9 +301,11 @@ def write_outputs(t: Table, result: dict, out_dir: Path) -> None:
     tex += ["\\bottomrule", "\\end{tabular}"]
     if seeded:
         md += ["", "Each seed of the multi-seed rows:", "",
-               "| method | seed | n | " + " | ".join(h for _, h in t.cols) + " |", "|---|---|---|" + "---|" * len(t.cols)]
+               "| method | seed | n | " + " | ".join(h for _, h in t.cols) + " |",
+               "|---|---|---|" + "---|" * len(t.cols)]
         md += [f"| {row['label']} | {x['seed']} | {x['metrics'].get('n', 0)} | "
-               + " | ".join(tables.fmt(x["metrics"], k) for k, _ in t.cols) + " |" for row in seeded for x in row["per_seed"]]
+               + " | ".join(tables.fmt(x["metrics"], k) for k, _ in t.cols) + " |"
+               for row in seeded for x in row["per_seed"]]
     md += ["", "Commands (each row's run directory is the source of its numbers):", ""]
     for row in result["rows"]:
         for x in row.get("per_seed", [row]):

@@ -40,8 +40,9 @@ class Plan:
 
 def validate(cfg: RunConfig, out: str | Path | None = None, writable: bool = True) -> Plan:
     """Check everything the user chose before any model loads or any file is written (``UsageError`` and the
-    registry's, model's and run directory's one-line errors). ``writable=False`` skips the check that ``out`` can
-    be written here (``reproduce --dry-run`` prints commands to run elsewhere)."""
+    registry's, model's and run directory's one-line errors). ``writable=False`` skips the checks that ``out`` can
+    be written here and that the run fits in this machine's free memory (``reproduce --dry-run`` prints commands
+    to run elsewhere)."""
     task_cls = TASKS.get(cfg.task)
     train_cls = TASKS.get(cfg.train_task) if cfg.train_task else None
     method = METHODS.get(cfg.method)()
@@ -79,7 +80,7 @@ def validate(cfg: RunConfig, out: str | Path | None = None, writable: bool = Tru
     finished = _finished(RunDir(out), cfg, test)
     if not finished:  # a finished run is reused without its model (run directories ship without weights)
         models.check(cfg.model)
-    free = _free_gb() if training and not finished else None
+    free = _free_gb() if training and not finished and writable else None
     if free is not None and training.get("expected", {}).get("peak_gb", 0) > free:
         raise UsageError(f"{training['line']} This machine has {free:.1f} GB free: the "
                          "run would not fit in memory (fewer side-by-side jobs, or a smaller micro_batch_size)")

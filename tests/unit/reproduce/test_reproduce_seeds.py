@@ -83,3 +83,13 @@ def test_cli_flags(capsys):
     assert "comma-separated integers" in capsys.readouterr().err
     assert main(["reproduce", "--table", "4", "--seed-rows", "score", "--dry-run"]) != 0
     assert "--seed-rows needs --seeds" in capsys.readouterr().err
+
+
+def test_dry_run_does_not_ask_for_this_machines_memory(table4, monkeypatch):
+    """The printed commands are for other machines: a busy machine here does not refuse them (a real run does)."""
+    from scorebench.training import plan
+    monkeypatch.setattr(plan, "available_gb", lambda: 0.5)
+    base, runs = table4
+    assert len(commands(4, base, runs, (0, 1))) == 2 * 5
+    with pytest.raises(UsageError, match="would not fit in memory"):
+        reproduce(4, base, runs, runs / "t", progress=False, seeds=(0, 1))

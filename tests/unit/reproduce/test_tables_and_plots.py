@@ -51,3 +51,31 @@ def test_plot_labels_tell_tasks_and_variants_apart(tmp_path, monkeypatch):
     plots.all_figures(runs, tmp_path / "fig")
     assert seen["accuracy"] == ["base (arith)", "base (arith-mix)", "c1", "c2"]
     assert seen["edit_distance"] == ["base (arith)", "base (arith-mix)", "c1", "c2"]
+
+
+def test_validation_curves_plot_each_runs_points(tmp_path, monkeypatch):
+    """One line per run with validation points, at their steps, in percent; a run without any is left out."""
+    import json
+
+    from scorebench import plots
+    runs = [make_run(tmp_path / name, method, "arith", [[0, 1]])
+            for name, method in (("s0", "score"), ("s1", "score"), ("b", "base"))]
+    pts = {"s0": [(0, 0.285, 0.305), (12, 0.235, 0.28), (12, 0.25, 0.3)], "s1": [(0, 0.285, 0.305), (8, 0.3, 0.4)]}
+    for name, rows in pts.items():
+        (tmp_path / name / "train").mkdir(parents=True, exist_ok=True)
+        (tmp_path / name / "train" / "val_log.jsonl").write_text("".join(
+            json.dumps({"step": s, "acc_t1": a, "acc_t2": b, "delta": b - a, "n": 200}) + "\n" for s, a, b in rows))
+    seen = {}
+
+    def keep(fig, out):
+        seen[out.name] = {ax.get_title(): {ln.get_label(): (list(ln.get_xdata()), [round(y, 6) for y in ln.get_ydata()])
+                                           for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+                          for ax in fig.axes}
+        return []
+    monkeypatch.setattr(plots, "_save", keep)
+    plots.all_figures(runs, tmp_path / "fig")
+    got = seen["validation_curves"]
+    assert list(got) == ["validation Acc@t1, n=200", "validation Acc@t2, n=200", "validation Δ(t1, t2), n=200"]
+    assert got["validation Acc@t1, n=200"] == {"s0": ([0, 12], [28.5, 25.0]), "s1": ([0, 8], [28.5, 30.0])}
+    assert got["validation Δ(t1, t2), n=200"]["s1"] == ([0, 8], [2.0, 10.0])  # a resumed step: the last line stands
+    assert got["validation Δ(t1, t2), n=200"]["s0"] == ([0, 12], [2.0, 5.0])
