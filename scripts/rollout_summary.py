@@ -4,7 +4,8 @@
 
 Reads RUN_DIR/train/rollouts.jsonl (every rollout episode SCoRe sampled, with its step and stage): the rollouts are
 train problems sampled at the training temperature, so this is the calibration evidence that never touches the
-test split. Prints a markdown table: step ranges, stage, turn-1 / turn-2 accuracy, and turn-1 accuracy per group.
+test split. Prints a markdown table: step ranges, stage, turn-1 / turn-2 accuracy, mean tokens and the share cut
+by the token cap per turn (a policy that learns to stop early shows here), and turn-1 accuracy per group.
 """
 import argparse
 import json
@@ -26,9 +27,9 @@ def main():
             e = json.loads(line)
             rows[(e["step"] - 1) // a.every].append(e)
     groups = sorted({str(e["meta"].get(a.by)) for es in rows.values() for e in es})
-    print("| steps | stage | episodes | turn-1 acc | turn-2 acc | " + " | ".join(f"turn-1 acc, {a.by}={g}" for g in groups)
-          + " |")
-    print("|---" * (5 + len(groups)) + "|")
+    print("| steps | stage | episodes | turn-1 acc | turn-2 acc | tokens t1 / t2 | cut t1 / t2 | "
+          + " | ".join(f"turn-1 acc, {a.by}={g}" for g in groups) + " |")
+    print("|---" * (7 + len(groups)) + "|")
     for k in sorted(rows):
         es = rows[k]
         ok = lambda e, t: is_correct(e["turns"][t]["reward"])  # noqa: E731
@@ -38,9 +39,14 @@ def main():
         for g in groups:
             sub = [e for e in es if str(e["meta"].get(a.by)) == g]
             by.append(f"{100 * sum(ok(e, 0) for e in sub) / len(sub):.0f}% (n={len(sub)})" if sub else "–")
+        two = len(es[0]["turns"]) > 1
+        tok = lambda t: sum(e["turns"][t]["n_tokens"] for e in es) / len(es)  # noqa: E731
+        cut = lambda t: 100 * sum(e["turns"][t]["finish_reason"] == "length" for e in es) / len(es)  # noqa: E731
+        tokens = f"{tok(0):.0f} / {tok(-1):.0f}" if two else f"{tok(0):.0f}"
+        cuts = f"{cut(0):.0f}% / {cut(-1):.0f}%" if two else f"{cut(0):.0f}%"
         steps = sorted({e["step"] for e in es})
         stages = "/".join(sorted({e["stage"] for e in es}))
-        print(f"| {steps[0]}–{steps[-1]} | {stages} | {len(es)} | {100 * r1:.1f}% | {100 * r2:.1f}% | "
+        print(f"| {steps[0]}–{steps[-1]} | {stages} | {len(es)} | {100 * r1:.1f}% | {100 * r2:.1f}% | {tokens} | {cuts} | "
               + " | ".join(by) + " |")
 
 
