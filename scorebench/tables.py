@@ -1,12 +1,15 @@
 """Markdown tables from run directories (the data flows one way: episodes → metrics → tables)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 
+from . import metrics as M
 from . import results
 from .results import recompute, row_label  # noqa: F401  (their old place: reproduce, runner, plots, tests)
+from .rundir import RunDir
 
 COLUMNS = [("acc_t1", "Acc@t1"), ("acc_t2", "Acc@t2"), ("delta", "Δ(t1,t2)"), ("delta_i2c", "Δ i→c"),
            ("delta_c2i", "Δ c→i"), ("delta_uncut", "Δ uncut")]
@@ -66,6 +69,43 @@ def n_cell(n: int, total: int | None, finished: bool) -> str:
     if finished and (total is None or n >= total):
         return str(n)
     return f"{n} of {total} (incomplete)" if total is not None else f"{n} (incomplete)"
+
+
+def seed_groups(runs: list[str | Path]) -> list[list[str | Path]]:
+    """The runs grouped by everything their config.json records but the seed (config, preset content), in
+    first-seen order: finished runs of one configuration trained with different seeds share a group; an
+    unfinished run is a group of its own (its episodes are not all there to average)."""
+    groups: dict[str, list] = {}
+    for r in runs:
+        rec = RunDir(r).config()
+        same = json.dumps({"config": {k: v for k, v in rec.get("config", {}).items() if k != "seed"},
+                           "preset": rec.get("preset_content")}, sort_keys=True)
+        groups.setdefault(same if "total_seconds" in rec else f"unfinished:{r}", []).append(r)
+    return list(groups.values())
+
+
+def seed_mean_table(runs: list[str | Path], ci: bool = True) -> str:
+    """``table_from_runs`` with each group of ``seed_groups`` of two or more runs as one row: the seeds' mean with
+    ``metrics.seed_mean``'s CI (seeds and problems resampled), n as "seeds × problems", labelled by the method and
+    its seeds. A run alone in its group keeps its own row (labelled as ``table_from_runs`` does)."""
+    groups = seed_groups(runs)
+    labels = [results.row_label(RunDir(g[0]).config()) for g in groups]
+    rows, n_cells = [], []
+    for group, (method, task) in zip(groups, labels):
+        if len(group) == 1:
+            m = recompute(group[0])
+            rec = RunDir(group[0]).config()
+            rows.append((Path(group[0]).name if labels.count((method, task)) > 1 else method, task, m))
+            n_cells.append(n_cell(m.get("n", 0), rec.get("n_problems"), "total_seconds" in rec))
+            continue
+        m = M.seed_mean([RunDir(r).episodes() for r in group])
+        uncut = [recompute(r).get("delta_uncut") for r in group]
+        if None not in uncut:
+            m["delta_uncut"] = sum(uncut) / len(uncut)  # the seeds' plain mean: their uncut pairs differ
+        seeds = ",".join(str(RunDir(r).config().get("config", {}).get("seed", 0)) for r in group)
+        rows.append((f"{method} (seeds {seeds})", task, m))
+        n_cells.append(f"{m['n_seeds']} × {m['n']}")
+    return table(rows, ci=ci, n_cells=n_cells)
 
 
 def table_from_runs(runs: list[str | Path], ci: bool = True, diagnostics: bool = False) -> str:

@@ -79,3 +79,27 @@ def test_validation_curves_plot_each_runs_points(tmp_path, monkeypatch):
     assert got["validation Acc@t1, n=200"] == {"s0": ([0, 12], [28.5, 25.0]), "s1": ([0, 8], [28.5, 30.0])}
     assert got["validation Δ(t1, t2), n=200"]["s1"] == ([0, 8], [2.0, 10.0])  # a resumed step: the last line stands
     assert got["validation Δ(t1, t2), n=200"]["s0"] == ([0, 12], [2.0, 5.0])
+
+
+def test_table_seed_mean_folds_seeds_of_one_configuration(tmp_path, capsys):
+    """Runs that differ only in their seed become one row, the seeds' mean (Δ +50 and 0 → +25); another
+    configuration, and an unfinished run of the same one, keep their own rows."""
+    def run(name, method, seed, rewards, finished=True):
+        d = make_run(tmp_path / name, method, "arith", rewards)
+        rec = json.loads((d / "config.json").read_text())
+        rec["config"]["seed"] = seed
+        if not finished:
+            del rec["total_seconds"]
+        (d / "config.json").write_text(json.dumps(rec))
+        return str(d)
+    runs = [run("s0", "score", 0, [[0, 1], [0, 1], [1, 1], [0, 0]]), run("base", "base", 0, [[1, 1]] * 4),
+            run("s1", "score", 1, [[1, 1], [0, 0], [1, 0], [0, 1]]), run("s2", "score", 2, [[0, 1]] * 2, False)]
+    assert main(["table", "--seed-mean", *runs]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {ln.split("|")[1].strip(): [c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]}
+    assert list(rows) == ["score (seeds 0,1)", "base", "s2"]
+    seeds = rows["score (seeds 0,1)"]
+    assert seeds[2] == "2 × 4"
+    assert [c.split(" [")[0] for c in seeds[3:8]] == ["37.5", "62.5", "25.0", "37.5", "12.5"]
+    assert rows["s2"][2] == "2 of 2 (incomplete)"
+    assert main(["table", "--seed-mean", "--diagnostics", *runs]) != 0
