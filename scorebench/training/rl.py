@@ -99,7 +99,7 @@ def rl_train(ctx, algo: RLAlgorithm, tcfg, problems_per_step: int, samples_per_p
     val = Validator(ctx, tcfg, out, n, max_new)
     if dist.is_main():
         drop_steps_after(log, trainer.step_count)
-        drop_steps_after(val.log, trainer.step_count)
+        val.drop_steps_after(trainer.step_count)
     k, P = samples_per_problem, min(problems_per_step, len(train))
     m = algo.samples_per_attempt if algo.turns >= 2 else 1
     if P < dist.world():

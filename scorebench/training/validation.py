@@ -21,6 +21,7 @@ from .. import dist
 from ..engines.base import SamplingParams
 from ..metrics import _point, correctness
 from ..protocol import ProtocolConfig, run_protocol
+from .checkpoint import drop_steps_after
 
 VAL_POOL = 500
 """Train problems set aside for validation (at most a fifth of a small train split)."""
@@ -56,12 +57,12 @@ def auto_every(val_seconds: float, step_seconds: float, share: float = 0.2) -> i
     return max(1, math.ceil(val_seconds / (share * max(step_seconds, 1e-9))))
 
 
-def evaluate(ctx, problems: list[dict], max_new_tokens: int, seed: int = 0) -> dict:
+def episodes(ctx, problems: list[dict], max_new_tokens: int, seed: int = 0) -> list:
     """The policy the engine holds now, greedy, two turns, on ``problems``, in fp32 (the engine returns to the
-    rollouts' compute dtype after). Every rank evaluates its share; all get the metrics."""
+    rollouts' compute dtype after). Every rank answers its share; all get every episode."""
     engine = ctx.engine
-    before = getattr(engine, "compute_dtype", "float32")
     switch = getattr(engine, "use_compute_dtype", lambda dtype: dtype)  # engines outside Engine keep their own
+    before = getattr(engine, "compute_dtype", "float32")
     switch("float32")
     try:
         params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens, seed=seed)
@@ -70,7 +71,11 @@ def evaluate(ctx, problems: list[dict], max_new_tokens: int, seed: int = 0) -> d
                            chunk_size=max(1, len(mine))) if mine else []
     finally:
         switch(before)
-    everyone = [e for part in dist.gather(eps) for e in part]
+    return [e for part in dist.gather(eps) for e in part]
+
+
+def summarize(everyone: list) -> dict:
+    """A validation point's numbers (``VAL_FIELDS``, n, and the share of attempts cut by the token cap)."""
     c = correctness(everyone)
     out = {k: v for k, v in _point(c).items() if k in VAL_FIELDS}
     out["n"] = len(everyone)
@@ -79,15 +84,23 @@ def evaluate(ctx, problems: list[dict], max_new_tokens: int, seed: int = 0) -> d
     return out
 
 
+def evaluate(ctx, problems: list[dict], max_new_tokens: int, seed: int = 0) -> dict:
+    """``summarize(episodes(...))``: the numbers of one validation point."""
+    return summarize(episodes(ctx, problems, max_new_tokens, seed))
+
+
 class Validator:
     """Validation during a training run: ``val_problems`` of the pool every ``val_every`` steps (0 = sized after
     the first step so validation takes at most a fifth of training time), lines in RUN/train/val_log.jsonl, and,
-    with ``select="best_val_delta"``, the policy of the best validation Δ kept in RUN/train/best_policy."""
+    with ``select="best_val_delta"``, the policy of the best validation Δ kept in RUN/train/best_policy. Each
+    point's episodes go to RUN/train/val_episodes.jsonl (with their ``step``): what the policy said, not only how
+    often it was right — a curve that falls can be read."""
 
     def __init__(self, ctx, tcfg, out_dir: Path, n_steps: int, max_new_tokens: int):
         self.ctx, self.n_steps, self.max_new = ctx, n_steps, max_new_tokens
         self.n, self.every, self.select = tcfg.val_problems, tcfg.val_every, tcfg.select
         self.log = Path(out_dir) / "val_log.jsonl"
+        self.episodes_log = Path(out_dir) / "val_episodes.jsonl"
         self.best_dir = Path(out_dir) / "best_policy"
         self.problems = training_split(ctx.task.train())[1][:self.n]
         self._recordable = (Path(ctx.run_dir.path) / "config.json").exists()
@@ -109,6 +122,12 @@ class Validator:
                     if dist.is_main() and self.log.exists() else [])
             self._rows = dist.gather(mine)[0]
         return self._rows
+
+    def drop_steps_after(self, step: int) -> None:
+        """After a resume from a checkpoint at ``step``: forget the points (and their episodes) of the steps that
+        will be redone."""
+        for path in (self.log, self.episodes_log):
+            drop_steps_after(path, step)
 
     def due(self, step: int) -> bool:
         """Is the policy after ``step`` optimizer steps to be validated (and not yet)?"""
@@ -133,12 +152,16 @@ class Validator:
         if not (self.due(step) or (force and self.enabled and not any(r["step"] == step for r in self.rows()))):
             return None
         t0 = time.time()
-        m = evaluate(self.ctx, self.problems, self.max_new, seed=0)
+        eps = episodes(self.ctx, self.problems, self.max_new, seed=0)
+        m = summarize(eps)
         self._val_seconds = time.time() - t0
         row = {"step": step, **m, "seconds": round(self._val_seconds, 1)}
         best = self.best()
         self._rows.append(row)
         if dist.is_main():
+            drop_steps_after(self.episodes_log, step - 1)  # a point killed between its two writes left episodes
+            with open(self.episodes_log, "a", encoding="utf-8") as f:  # first: a logged point has its episodes
+                f.writelines(json.dumps({"step": step, **e.to_json()}) + "\n" for e in eps)
             with open(self.log, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
         if self.select == "best_val_delta" and (best is None or m["delta"] > best["delta"]):

@@ -190,6 +190,8 @@ def test_sft_baseline_end_to_end_on_tiny_model(tmp_path, name, tokenizer):
     val = [json.loads(x) for x in (rd.path / "train" / "val_log.jsonl").read_text().splitlines()]
     last = json.loads((rd.path / "train" / "train_log.jsonl").read_text().splitlines()[-1])["step"]
     assert [r["step"] for r in val] == [0, last] and all(r["n"] == 2 for r in val)
+    val_eps = [json.loads(x) for x in (rd.path / "train" / "val_episodes.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in val_eps] == [0, 0, last, last]
     from scorebench.training.validation import training_split
     pool = {e["id"] for e in training_split(task.train())[1]}
     assert pool and not pool & {r["id"].split("#")[0] for r in rows}

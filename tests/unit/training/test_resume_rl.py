@@ -60,7 +60,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tiny_model_dir, tmp_
         assert torch.allclose(a[k], b[k], atol=1e-6), k
         moved = moved or (k in base and not torch.allclose(a[k], base[k]))
     assert moved
-    for f in ("rollouts.jsonl", "val_log.jsonl", "train_log.jsonl"):
+    for f in ("rollouts.jsonl", "val_log.jsonl", "val_episodes.jsonl", "train_log.jsonl"):
         steps = [json.loads(x)["step"] for x in (rd.path / "train" / f).read_text().splitlines()]
         want = [json.loads(x)["step"] for x in (rd_whole.path / "train" / f).read_text().splitlines()]
         assert steps == want, f

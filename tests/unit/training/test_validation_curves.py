@@ -71,6 +71,15 @@ def test_score_writes_validation_points_and_records_the_tested_step(tiny_model_d
     assert json.loads((policy / ".complete").read_text())["step"] == conf["test_policy_step"]
     assert (rd.path / "train" / "val_curves.png").exists()
     assert conf["rollout_compute_dtype"] == "float32"
+    # every point's episodes, from which its numbers recompute exactly
+    from scorebench.protocol import Episode
+    from scorebench.training.validation import summarize
+    lines = [json.loads(x) for x in (rd.path / "train" / "val_episodes.jsonl").read_text().splitlines()]
+    assert [ln["step"] for ln in lines] == [s for s in (0, 1, 2, 3) for _ in range(3)]
+    for r in rows:
+        eps = [Episode.from_json(ln) for ln in lines if ln["step"] == r["step"]]
+        assert {problem_id(e.id) for e in eps} <= pool
+        assert summarize(eps) == {k: v for k, v in r.items() if k not in ("step", "seconds")}
 
 
 def test_validation_evaluates_in_fp32_and_restores_the_rollout_dtype(tiny_model_dir, tmp_path):
