@@ -11,10 +11,13 @@ against that chain, and the attempt gets the first of these kinds that applies:
 - ``wrong operation``: an update applied the wrong way (9 + 2 where the problem takes 2 away).
 - ``invented number``: an equation uses a number that is neither in the problem, nor an amount of the chain, nor
   the result of the attempt's own earlier equations.
+- ``incomplete``: finished with no equation at all, its final number one of the problem's own (it restates the
+  problem and stops: "Ben has 2 stickers.").
 - ``other``: wrong for none of these reasons (e.g. the right work, then a wrong final number).
 
-A right attempt is ``clean`` unless its work has a slip, a wrong operation or an invented number: then its final
-number is right by luck (``lucky``).
+A right attempt is ``clean`` unless its work has a slip, a wrong operation or an invented number, or it is a
+restatement whose last number happens to be the gold ("Noah has 2 stickers. He sold 1." where 2 − 1 = 1): then its
+final number is right by luck (``lucky``).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from collections import Counter
 
 _EQ = re.compile(r"(-?\d+)\s*([+\-−])\s*(\d+)\s*=\s*(-?\d+)")
 _INT = re.compile(r"\d+")
-KINDS = ("cut", "no answer", "slip", "wrong operation", "invented number", "other")
+KINDS = ("cut", "no answer", "slip", "wrong operation", "invented number", "incomplete", "other")
 
 
 def chain(problem: str) -> tuple[int, list[int]]:
@@ -47,7 +50,13 @@ def kind(problem: str, response: str, finished: bool, pred) -> str:
         return "cut"
     if pred is None:
         return "no answer"
-    return _work_error(problem, response) or "other"
+    return _work_error(problem, response) or ("incomplete" if _restates(problem, response, pred) else "other")
+
+
+def _restates(problem: str, response: str, pred) -> bool:
+    """No equation, and the number read is one the problem itself states."""
+    start, ups = chain(problem)
+    return not _EQ.search(response) and pred in {start, *(abs(u) for u in ups)}
 
 
 def _work_error(problem: str, response: str) -> str | None:
@@ -88,7 +97,8 @@ def transitions(episodes: list[dict]) -> dict:
         if not c1 and c2:
             fixed[kind(problem, t[0]["response"], t[0].get("finish_reason") != "length",
                        (t[0].get("info") or {}).get("pred"))] += 1
-            lucky += _work_error(problem, t[1]["response"]) is not None
+            pred2 = (t[1].get("info") or {}).get("pred")
+            lucky += _work_error(problem, t[1]["response"]) is not None or _restates(problem, t[1]["response"], pred2)
         elif c1 and not c2:
             broken[kind(problem, t[1]["response"], t[1].get("finish_reason") != "length",
                         (t[1].get("info") or {}).get("pred"))] += 1
