@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 
-from . import checks, dist, metrics, tables
+from . import checks, dist, tables
 from .api.registry import METHODS
 from .checks import UsageError
 from .config import RunConfig
@@ -233,12 +233,8 @@ def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progr
 
 
 def _seed_mean_row(per_seed: list[dict]) -> dict:
-    """A multi-seed row's cells: ``metrics.seed_mean`` over the seeds' test episodes; Δ uncut (and MBPP-R) as
-    the seeds' plain mean, without a CI (the uncut pairs differ from seed to seed)."""
-    m = metrics.seed_mean([RunDir(s["run"]).episodes() for s in per_seed])
-    uncut = [s["metrics"].get("delta_uncut") for s in per_seed]
-    if all(u is not None for u in uncut):
-        m["delta_uncut"] = sum(uncut) / len(uncut)
+    """A multi-seed row's cells (``tables.seed_metrics``); MBPP-R as the seeds' plain mean."""
+    m = tables.seed_metrics([s["run"] for s in per_seed], [s["metrics"] for s in per_seed])
     out = {"metrics": m, "per_seed": per_seed, "seconds": sum(s["seconds"] for s in per_seed)}
     if "mbpp_r" in per_seed[0]:
         out["mbpp_r"] = sum(s["mbpp_r"] for s in per_seed) / len(per_seed)

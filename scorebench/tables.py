@@ -84,6 +84,17 @@ def seed_groups(runs: list[str | Path]) -> list[list[str | Path]]:
     return list(groups.values())
 
 
+def seed_metrics(runs: list[str | Path], per_run: list[dict] | None = None) -> dict:
+    """One row's numbers for runs that differ only in their seed: ``metrics.seed_mean`` over their test episodes,
+    and Δ uncut as the seeds' plain mean, without a CI (their uncut pairs differ). ``per_run``: each run's
+    ``recompute`` when the caller has it already."""
+    m = M.seed_mean([RunDir(r).episodes() for r in runs])
+    uncut = [x.get("delta_uncut") for x in (per_run or [recompute(r) for r in runs])]
+    if None not in uncut:
+        m["delta_uncut"] = sum(uncut) / len(uncut)
+    return m
+
+
 def seed_mean_table(runs: list[str | Path], ci: bool = True) -> str:
     """``table_from_runs`` with each group of ``seed_groups`` of two or more runs as one row: the seeds' mean with
     ``metrics.seed_mean``'s CI (seeds and problems resampled), n as "seeds × problems", labelled by the method and
@@ -98,10 +109,7 @@ def seed_mean_table(runs: list[str | Path], ci: bool = True) -> str:
             rows.append((Path(group[0]).name if labels.count((method, task)) > 1 else method, task, m))
             n_cells.append(n_cell(m.get("n", 0), rec.get("n_problems"), "total_seconds" in rec))
             continue
-        m = M.seed_mean([RunDir(r).episodes() for r in group])
-        uncut = [recompute(r).get("delta_uncut") for r in group]
-        if None not in uncut:
-            m["delta_uncut"] = sum(uncut) / len(uncut)  # the seeds' plain mean: their uncut pairs differ
+        m = seed_metrics(group)
         seeds = ",".join(str(RunDir(r).config().get("config", {}).get("seed", 0)) for r in group)
         rows.append((f"{method} (seeds {seeds})", task, m))
         n_cells.append(f"{m['n_seeds']} × {m['n']}")
