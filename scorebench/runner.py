@@ -177,7 +177,7 @@ def _run_locked(cfg: RunConfig, plan: Plan, rd: RunDir, progress: bool) -> None:
         if not (policy / ".complete").exists():  # a finished policy is reused: training is never redone
             t_train = time.time()
             policy = method.train(HarnessContext(config=cfg, task=plan.train_task, engine=engine, run_dir=rd))
-            rd.update_config(train_seconds=round(time.time() - t_train, 1))
+            rd.record_seconds(train_seconds=round(time.time() - t_train, 1))
         if policy is not None:
             engine = engine_for(cfg, str(policy))
 
@@ -192,7 +192,7 @@ def _run_locked(cfg: RunConfig, plan: Plan, rd: RunDir, progress: bool) -> None:
         bar.close()
     if dist.is_main():
         finalize(rd)
-    rd.update_config(total_seconds=round(time.time() - t0, 1))
+    rd.record_seconds(total_seconds=round(time.time() - t0, 1))
     dist.barrier()  # every rank returns only once the run directory is complete
 
 

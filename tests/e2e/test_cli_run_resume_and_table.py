@@ -66,6 +66,10 @@ def test_run_resume_and_table(tmp_path, capsys):
     again = (out / "episodes.jsonl").read_text().splitlines()
     assert again == full  # greedy + same seed: the resumed episodes equal the uninterrupted ones
     assert json.loads((out / "metrics.json").read_text()) == metrics
+    resumed = json.loads((out / "config.json").read_text())  # both sessions recorded, each with its seconds
+    assert [s["started"] for s in resumed["sessions"]][0] == cfg["started"] == resumed["started"]
+    assert len(resumed["sessions"]) == 2 and resumed["sessions"][0]["total_seconds"] == cfg["total_seconds"]
+    assert resumed["sessions"][1]["total_seconds"] == resumed["total_seconds"]
     rc, table, _ = run_cli(["table", str(out)], capsys)
     assert rc == 0 and table == (out / "table.md").read_text()
     assert f"| base | arith | 4 | {100 * metrics['acc_t1']:.1f}" in table

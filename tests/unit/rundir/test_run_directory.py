@@ -151,6 +151,25 @@ def test_episodes_tolerate_truncated_tail_but_not_corruption(tmp_path):
         rd.episodes()
 
 
+def test_a_resumed_run_records_each_session(tmp_path):
+    """A run that spans sessions may change machine or commit between them: each session is kept, with the
+    seconds it recorded; one killed before recording any keeps none, and the top level stays the first's."""
+    rd = RunDir(tmp_path)
+    first = {"config": {"a": 1}, "started": "t0", "git_commit": "c0", "machine": {"cpus": 2}, "argv": ["x"]}
+    rd.init(first)
+    assert "sessions" not in rd.config()  # a run of one session: its top level says it all
+    rd.record_seconds(train_seconds=5.0, total_seconds=9.0)
+    rd.init({**first, "started": "t1", "git_commit": "c1", "machine": {"cpus": 16}})  # killed: records nothing
+    rd.init({**first, "started": "t2", "git_commit": "c2", "machine": {"cpus": 2}})
+    rd.record_seconds(total_seconds=3.0)
+    cfg = rd.config()
+    assert cfg["resumed"] == 2 and cfg["started"] == "t0" and cfg["git_commit"] == "c0"
+    assert [(s["started"], s["git_commit"], s["machine"]["cpus"]) for s in cfg["sessions"]] == [
+        ("t0", "c0", 2), ("t1", "c1", 16), ("t2", "c2", 2)]
+    assert [s.get("total_seconds") for s in cfg["sessions"]] == [9.0, None, 3.0]
+    assert cfg["total_seconds"] == 3.0 and cfg["train_seconds"] == 5.0
+
+
 def test_rundir_refuses_a_different_config(tmp_path):
     rd = RunDir(tmp_path)
     rd.init({"config": {"a": 1}})
