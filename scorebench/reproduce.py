@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shlex
+import sys
 from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
@@ -18,9 +20,11 @@ from . import checks, dist, tables
 from .api.registry import METHODS
 from .checks import UsageError
 from .config import RunConfig
+from .jobs import Job, run_side_by_side
 from .models import ModelError
 from .rundir import RunDir, atomic_write, write_json
 from .runner import run, validate
+from .training import plan as training_plan
 
 MATH_COLS = list(tables.COLUMNS[:5])
 UNCUT_COL = ("delta_uncut", "Δ uncut")
@@ -194,15 +198,44 @@ def _table(number: int) -> Table:
     return TABLES[number]
 
 
+def run_unfinished(checked: list, jobs: int, log_dir: Path, progress: bool = True) -> list[Job]:
+    """The rows' unfinished runs, each its own ``scorebench run`` process, ``jobs`` at a time with an equal share
+    of the cores (``--jobs``); ``reproduce`` then finds them finished and only reads them (and runs MBPP-R columns,
+    which need the trained policies). Refused up front when ``jobs`` runs of the largest expected peak memory would
+    not fit in this machine's free memory. Returns the jobs it ran."""
+    todo, peak = {}, 0.0
+    for _, _, runs in checked:
+        for cfg, rdir in runs:
+            plan = validate(cfg, rdir)
+            if rdir not in todo and not plan.finished:
+                argv = [sys.executable, "-m", "scorebench", *shlex.split(command_for(cfg, rdir))[1:]]
+                todo[rdir] = Job(rdir.name, argv)
+                peak = max(peak, (plan.training or {}).get("expected", {}).get("peak_gb", 0.0))
+    n = min(jobs, len(todo))
+    free = training_plan.available_gb() if n > 1 and peak else None
+    if free is not None and n * peak > free:
+        raise UsageError(f"--jobs {jobs}: {n} runs side by side expect ~{n * peak:.0f} GB at their peaks, and this "
+                         f"machine has {free:.1f} GB free; use fewer --jobs")
+    run_side_by_side(list(todo.values()), max(n, 1), log_dir, threads=max(1, (os.cpu_count() or 1) // max(n, 1)),
+                     progress=progress)
+    return list(todo.values())
+
+
 def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progress: bool = True,
-              seeds: tuple[int, ...] = (), rows: tuple[str, ...] = ()) -> dict:
+              seeds: tuple[int, ...] = (), rows: tuple[str, ...] = (), jobs: int = 1) -> dict:
     """Run (or reuse) every row's run directories and write the table. With ``seeds``, a row that trains (of
     ``rows``, when given) runs once per seed and its cells are the seeds' mean with ``metrics.seed_mean``'s CI
-    (seeds and problems resampled); each seed's own numbers are listed under the table."""
+    (seeds and problems resampled); each seed's own numbers are listed under the table. ``jobs`` > 1 runs the
+    unfinished runs side by side first, each in its own process (``run_unfinished``; logs in ``out_dir/logs``)."""
     t = _table(number)
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    checks.at_least(jobs, 1, "--jobs")
+    if jobs > 1 and dist.world() > 1:
+        raise UsageError("--jobs runs rows as separate processes; it cannot be combined with a multi-process launch")
     checked = _check_rows(t, base, runs_dir, out_dir, tuple(seeds), tuple(rows))
     out_dir.mkdir(parents=True, exist_ok=True)
+    if jobs > 1:
+        run_unfinished(checked, jobs, out_dir / "logs", progress)
     result_rows = []
     for method, label, runs in checked:
         per_seed = []

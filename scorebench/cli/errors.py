@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from ..dist import DistError
 from ..engines.vllm import EngineUnavailable
+from ..jobs import RunsFailed
 from ..models import ModelError
 from ..registry import UnknownName
 from ..rundir import RunDirError
@@ -47,6 +48,9 @@ def handle(cmd: str, work: Callable[[], int]) -> int:
                 if cmd in ("run", "reproduce") else "")
         tqdm.write(f"scorebench: error: {e.strerror or e}{where}{hint}", file=sys.stderr)  # on its own line
         return EXIT_IO
+    except RunsFailed as e:  # reproduce --jobs: some runs failed, the others finished; each has its log
+        print(f"scorebench: error: {e}", file=sys.stderr)
+        return 1
     except DistError as e:  # another process of a multi-process run is gone: this one stops too, saying why
         print(f"scorebench: error: {e}", file=sys.stderr)
         return 1

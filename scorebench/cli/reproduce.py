@@ -38,6 +38,10 @@ def add_arguments(p) -> None:
     p.add_argument("--seed-rows", type=lambda v: tuple(x for x in v.split(",") if x), default=(),
                    help="with --seeds: only these rows (methods, comma-separated) run every seed; the other trained "
                         "rows run once at --seed (default: every trained row)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="run this many unfinished rows side by side, each its own process with an equal share of "
+                        "the cores (on a small CPU, two one-thread runs beat one two-thread run); logs in "
+                        "<out>/logs/")
     p.add_argument("--dry-run", action="store_true",
                    help="print each row's `scorebench run` command (to run elsewhere or in parallel) and stop")
 
@@ -60,7 +64,7 @@ def main(a) -> int:
         print("\n".join(commands(a.table, base, Path(a.runs_dir), a.seeds, a.seed_rows)))
         return 0
     out = Path(a.out or f"runs/table{a.table}-{task}")
-    paper.reproduce(a.table, base, Path(a.runs_dir), out, seeds=a.seeds, rows=a.seed_rows)
+    paper.reproduce(a.table, base, Path(a.runs_dir), out, seeds=a.seeds, rows=a.seed_rows, jobs=a.jobs)
     if is_main():
         print((out / f"table{a.table}.md").read_text(), end="")
     return 0

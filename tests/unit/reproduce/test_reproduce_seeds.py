@@ -1,34 +1,14 @@
 """``reproduce --seeds``: a trained row over several seeds is the seeds' mean, each seed listed, from hand-made runs."""
 import csv
-import json
 
 import pytest
 
 from scorebench import metrics as M
 from scorebench.checks import UsageError
-from scorebench.registry import TASKS
-from scorebench.reproduce import TABLES, commands, find_run, reproduce, seed_rows
+from scorebench.reproduce import TABLES, commands, reproduce, seed_rows
 from scorebench.rundir import RunDir
-from scorebench.runner import RunConfig
 
-# (c→c, c→i, i→c, i→i) of 10 problems per SCoRe seed: Δ +30, +10, −10 → mean +10; Acc@t1 40, 50, 60 → 50
-SCORE_SEEDS = {0: (3, 1, 4, 2), 1: (4, 1, 2, 3), 2: (5, 1, 0, 4)}
-ONCE = (2, 2, 2, 4)  # every other row, run once at seed 0: Δ 0
-
-
-@pytest.fixture
-def table4(tmp_path, write_run):
-    preset = tmp_path / "tiny.json"
-    preset.write_text(json.dumps({"score": {"stage1_steps": 1, "stage2_steps": 1}}))
-    base = RunConfig(task="arith", limit=10, task_args={"n_train": 20, "n_test": 10},
-                     method_args={"preset": str(preset)})
-    test = TASKS.get("arith")(n_train=20, n_test=10).test()[:10]
-    runs = tmp_path / "runs"
-    for method, _, cfgs in seed_rows(TABLES[4], base, (0, 1, 2), ("score",)):
-        for cfg in cfgs:
-            counts = SCORE_SEEDS[cfg.seed] if method == "score" else ONCE
-            write_run(find_run(runs, cfg), cfg, test, counts, seconds=10.0 + cfg.seed)
-    return base, runs
+# The ``table4`` fixture (conftest.py): SCoRe's three seeds have Δ +30, +10, −10 (mean +10), Acc@t1 40, 50, 60.
 
 
 def test_a_seeded_row_is_the_mean_of_its_seeds(tmp_path, table4):
