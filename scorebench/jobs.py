@@ -1,8 +1,8 @@
 """Several ``scorebench run`` commands side by side, each in its own process (``reproduce --jobs N``).
 
 Why processes: on a small CPU, runs of one thread each side by side finish sooner than the same runs one after
-another with all the threads (a 135M model's matmuls do not scale to two threads: the two cores are better spent
-on two runs). Each process is a whole ``scorebench run``: it holds its run directory's lock, writes its own log,
+another with all the threads (a 135M model's small matmuls scale poorly past one thread: the cores are better
+spent on separate runs). Each process is a whole ``scorebench run``: it holds its run directory's lock, writes its own log,
 and is resumable by itself — a killed ``reproduce`` leaves every run as a killed ``run`` would, and the same
 command picks them all up again.
 """
@@ -45,7 +45,7 @@ def run_side_by_side(jobs: list[Job], n: int, log_dir: Path, threads: int | None
     """Run ``jobs`` in order, at most ``n`` at a time, each with its output in ``<log_dir>/<name>.log``
     (appended: a rerun adds to it). ``threads`` sets OMP_NUM_THREADS for each unless the caller's environment
     sets it. A job that fails does not stop the others; at the end ``RunsFailed`` names every failure. Interrupted
-    (Ctrl-C, SIGTERM as KeyboardInterrupt), the running jobs are stopped with SIGINT — runs save as they go."""
+    (Ctrl-C), the running jobs are stopped with SIGINT — runs save as they go."""
     if n < 1:
         raise ValueError(f"--jobs must be at least 1, got {n}")
     log_dir.mkdir(parents=True, exist_ok=True)
