@@ -169,8 +169,8 @@ def mbpp_r_config(cfg: RunConfig, rdir: Path) -> RunConfig:
 
 def _check_rows(t: Table, base: RunConfig, runs_dir: Path, out_dir: Path, seeds: tuple[int, ...] = (),
                 rows: tuple[str, ...] = ()) -> list:
-    """Validate every run before any runs: (method, label, [(config, run dir)]) per row. A finished trained row
-    whose policy is gone (run directories ship without weights) cannot make its MBPP-R column."""
+    """Validate every run before any runs: (method, label, [(config, run dir, plan)]) per row. A finished trained
+    row whose policy is gone (run directories ship without weights) cannot make its MBPP-R column."""
     checks.output_dir(out_dir, "--out")
     checks.output_dir(runs_dir, "--runs-dir")
     checked = []
@@ -187,7 +187,7 @@ def _check_rows(t: Table, base: RunConfig, runs_dir: Path, out_dir: Path, seeds:
                     raise UsageError(f"the MBPP-R column of row {method!r} needs its trained policy "
                                      f"{rdir / 'policy'}, which is missing (run directories ship without weights); "
                                      f"remove {rdir} or use another --runs-dir to retrain the row") from None
-            runs.append((cfg, rdir))
+            runs.append((cfg, rdir, plan))
         checked.append((method, label, runs))
     return checked
 
@@ -205,8 +205,7 @@ def run_unfinished(checked: list, jobs: int, log_dir: Path, progress: bool = Tru
     not fit in this machine's free memory. Returns the jobs it ran."""
     todo, peak = {}, 0.0
     for _, _, runs in checked:
-        for cfg, rdir in runs:
-            plan = validate(cfg, rdir)
+        for cfg, rdir, plan in runs:  # validated by _check_rows a moment ago
             if rdir not in todo and not plan.finished:
                 argv = [sys.executable, "-m", "scorebench", *shlex.split(command_for(cfg, rdir))[1:]]
                 todo[rdir] = Job(rdir.name, argv)
@@ -239,7 +238,7 @@ def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progr
     result_rows = []
     for method, label, runs in checked:
         per_seed = []
-        for cfg, rdir in runs:
+        for cfg, rdir, _ in runs:
             run(cfg, rdir, progress=progress)
             one = {"seed": cfg.seed, "run": str(rdir), "command": command_for(cfg, rdir),
                    "seconds": RunDir(rdir).config()["total_seconds"], "metrics": tables.recompute(rdir)}
