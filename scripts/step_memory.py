@@ -31,6 +31,11 @@ def main():
     ap.add_argument("--mmap-threshold", type=int, default=0,
                     help="bytes: fix glibc's mmap threshold (large tensors mapped and returned on free: less "
                          "fragmentation, more page faults); 0 leaves glibc's default")
+    ap.add_argument("--validate", type=int, default=0,
+                    help="after the steps, a validation point as a cpu-learn run makes one: N arith train problems, "
+                         "greedy, two turns, the engine switched to fp32 and back (0: none)")
+    ap.add_argument("--trim", action="store_true",
+                    help="malloc_trim(0) after each phase: hand freed heap pages back to the OS")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     if a.mmap_threshold:  # glibc's M_MMAP_THRESHOLD (-3): fixed, it no longer rises by itself up to 32 MB
@@ -59,23 +64,43 @@ def main():
         tr = Trainer(model, tok, cfg, d, temperature=0.7)
         engine = HFEngine(model=tr.model, tokenizer=tok, batch_size=32)
         engine.use_compute_dtype(cfg.resolved_dtype("cpu"))  # one precision, as the RL loop does
+        def end_phase():
+            if a.trim:
+                import ctypes
+                import ctypes.util
+                ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+            time.sleep(0.5)
         for i in range(2):
             phase[0] = f"rollouts_{i}"
             eps = sample_episodes(tr.model, tok, a.problems, a.samples, max_new_tokens=128, engine=engine)
             seqs = score_sequences(tok, eps)
             engine.release_weights()
+            end_phase()
             phase[0] = f"trainer_step_{i}"
             t = time.process_time()
             tr.step(seqs)
             steps.append({"tokens": sum(len(s.input_ids) for s in seqs), "sequences": len(seqs),
                           "trainer_cpu_s": time.process_time() - t})
             phase[0] = f"after_step_{i}"
-            time.sleep(0.5)
+            end_phase()
+        if a.validate:
+            from types import SimpleNamespace
+            from scorebench.tasks.arith import Arith
+            from scorebench.training import validation
+            phase[0] = "validation"
+            task = Arith()
+            t = time.process_time()
+            point = validation.evaluate(SimpleNamespace(engine=engine, task=task),
+                                        validation.training_split(task.train())[1][:a.validate], 128)
+            steps.append({"validation": point, "validation_cpu_s": time.process_time() - t})
+            phase[0] = "after_validation"
+            end_phase()
     from scorebench.machine import describe
     from scorebench.rundir import git_commit
     out = {"peak_rss_gb_by_phase": {k: round(v, 2) for k, v in peaks.items()}, "steps": steps,
            "problems": a.problems, "samples": a.samples, "micro_batch_size": a.micro,
-           "mmap_threshold": a.mmap_threshold or None, "dtype": cfg.resolved_dtype("cpu"),
+           "mmap_threshold": a.mmap_threshold or None,
+           "trim": a.trim, "validate": a.validate, "dtype": cfg.resolved_dtype("cpu"),
            "machine": describe(), "commit": git_commit(),
            "command": "python " + " ".join(["scripts/step_memory.py", *sys.argv[1:]])}
     Path(a.out).write_text(json.dumps(out, indent=1))
