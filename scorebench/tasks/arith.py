@@ -9,7 +9,8 @@ away 3. How many pens does Mia have now?"), operands in [1, max_operand], never 
 splits come from different seeds and share no problem text. Grading (``grading="strict"``, the default) is exact
 and counts only finished attempts: an attempt stopped by the token cap is wrong (``Task.grade``), and a finished
 one is right when its final answer equals the gold — the number after the last ``####`` (the model's GSM8K habit),
-else in the last ``\\boxed{}``, else after the last "the answer is", else the last number of the text (a one-sentence
+else in the last ``\\boxed{}``, else after the last "the answer is" (the value an equation there ends on: "the answer is 5 + 3 = 8" is 8),
+else the last number of the text (a one-sentence
 answer, "Max has 8 + 5 = 13 pens now.", is a right answer to "Answer with the final number."). Step labels
 ("(Step 2)") are not answers; "7.0" is 7; "1,200" is 1200 but "1,2" is a list whose last number is 2.
 ``grading="lax"`` is the rule runs used before: the last boxed or last integer of whatever text there is, cut or not.
@@ -36,6 +37,10 @@ _NUM = re.compile(r"(?<![\d.])-?(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?:\.\d+)?")
 two numbers; a minus only where no digit precedes it ("5-3" is 5 and 3)."""
 _LABEL = re.compile(r"(?:step|part|case)\s*$", re.IGNORECASE)
 _ANSWER_IS = re.compile(r"the\s+(?:final\s+)?answer\s+is", re.IGNORECASE)
+_EQUATION = re.compile(r"[\s:$]*(?:-?[\d,.]+\s*[-+*/×x÷]\s*)+-?[\d,.]+(?:\s*=\s*-?[\d,.]+)+")
+"""An equation right after "the answer is" ("5 + 3 = 8"): its answer is the value it ends on, not its first
+operand (fifth session: 9% of a trained arith-mix policy's attempts were of this form, read as their first
+operand)."""
 GRADINGS = ("strict", "lax")
 
 
@@ -79,7 +84,9 @@ def extract_final(response: str) -> int | float | None:
         return _number(found[-1]) if found else None
     said = list(_ANSWER_IS.finditer(response))
     if said:
-        found = _numbers(response[said[-1].end():])
+        tail = response[said[-1].end():]
+        equation = _EQUATION.match(tail)
+        found = _numbers(equation.group().rsplit("=", 1)[1] if equation else tail)
         if found:
             return _number(found[0])
     found = _numbers(response)

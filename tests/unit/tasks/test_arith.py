@@ -30,6 +30,9 @@ def test_strict_grading_reads_the_final_answer():
         ("7 + 5 = 12", 1.0),
         ("Max has 7 + 5 = 12 pens now.", 1.0),               # a one-sentence answer
         ("The answer is 12. Then 3 more.", 1.0),            # "the answer is" wins over later numbers
+        ("So, the final answer is 12 + 3 = 15.", 0.0),       # an equation's value, not its first operand
+        ("So, the final answer is 9 + 3 = 12.", 1.0), ("The answer is: 4 x 3 = 12 apples", 1.0),
+        ("The answer is 20 - 4 - 4 = 12 = 12.", 1.0), ("The answer is 12. 5 + 3 = 8", 1.0),
         ("\\boxed{12} and later 3", 1.0),                    # a box wins over later numbers
         ("7 + 5 = 12\n#### 12\nStep 3", 1.0),                # the number after the last ####
         ("#### 3\nso 12", 0.0),
