@@ -8,9 +8,11 @@ command picks them all up again.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +42,39 @@ def _last_line(log: Path) -> str:
     return lines[-1][:300] if lines else "no output"
 
 
+def _stop_on_term(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _signals_for_children():
+    """While jobs run: SIGINT is caught (a Python handler, never SIG_IGN), so each child starts with SIGINT at its
+    default and Python there turns it into KeyboardInterrupt — a shell starts a background command (``... &``,
+    ``nohup ... &``) with SIGINT ignored, and children would inherit that and ignore the stop; and SIGTERM
+    (``kill PID``) stops the children as Ctrl-C does instead of orphaning them (they run in their own sessions).
+    Restored after. Only the main thread may set handlers; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    changed = {}
+    for sig, replace, handler in ((signal.SIGINT, (signal.SIG_IGN, signal.SIG_DFL), signal.default_int_handler),
+                                  (signal.SIGTERM, (signal.SIG_DFL,), _stop_on_term)):
+        if signal.getsignal(sig) in replace:
+            changed[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, handler in changed.items():
+            signal.signal(sig, handler)
+
+
 def run_side_by_side(jobs: list[Job], n: int, log_dir: Path, threads: int | None = None, progress: bool = True,
                      poll: float = 0.5) -> None:
     """Run ``jobs`` in order, at most ``n`` at a time, each with its output in ``<log_dir>/<name>.log``
     (appended: a rerun adds to it). ``threads`` sets OMP_NUM_THREADS for each unless the caller's environment
     sets it. A job that fails does not stop the others; at the end ``RunsFailed`` names every failure. Interrupted
-    (Ctrl-C), the running jobs are stopped with SIGINT — runs save as they go."""
+    (Ctrl-C, SIGINT or SIGTERM — also when started in the background), the running jobs are stopped with SIGINT:
+    runs save as they go."""
     if n < 1:
         raise ValueError(f"--jobs must be at least 1, got {n}")
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -54,6 +83,16 @@ def run_side_by_side(jobs: list[Job], n: int, log_dir: Path, threads: int | None
         env["OMP_NUM_THREADS"] = str(threads)
     pending, running, failed = list(jobs), {}, []
     bar = tqdm(total=len(jobs), desc="runs", unit="run", disable=not progress)
+    try:
+        with _signals_for_children():
+            _run(pending, running, failed, n, log_dir, env, progress, bar, poll)
+    finally:
+        bar.close()
+    if failed:
+        raise RunsFailed(failed)
+
+
+def _run(pending, running, failed, n, log_dir, env, progress, bar, poll) -> None:
     try:
         while pending or running:
             while pending and len(running) < n:
@@ -86,7 +125,3 @@ def run_side_by_side(jobs: list[Job], n: int, log_dir: Path, threads: int | None
                 proc.wait()
             out.close()
         raise
-    finally:
-        bar.close()
-    if failed:
-        raise RunsFailed(failed)

@@ -1,8 +1,12 @@
 """``reproduce --jobs N``: unfinished rows run side by side as separate processes, N at a time; failures are named
 with their logs; an interrupt stops every child; only unfinished runs are started."""
+import contextlib
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import textwrap
 import time
 from types import SimpleNamespace
 
@@ -66,7 +70,19 @@ def test_a_failure_is_named_with_its_log_and_the_others_still_run(tmp_path):
         run_side_by_side(jobs, 0, tmp_path / "logs", progress=False)
 
 
-def test_an_interrupt_stops_every_child(tmp_path, monkeypatch):
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("sigint_ignored", [False, True])
+def test_an_interrupt_stops_every_child(tmp_path, monkeypatch, sigint_ignored):
+    """``sigint_ignored``: the caller was started in the background (``nohup scorebench reproduce ... &``), where a
+    shell starts commands with SIGINT ignored — children used to inherit that, ignore the stop and be killed only
+    after a minute each."""
     code = (f"import os, time; open({str(tmp_path)!r} + f'/{{os.getpid()}}.pid', 'w').close(); time.sleep(120)")
     jobs = [Job(f"long{i}", [sys.executable, "-c", code]) for i in range(3)]
     real_sleep, calls = time.sleep, []
@@ -77,15 +93,56 @@ def test_an_interrupt_stops_every_child(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         real_sleep(0.05)
     monkeypatch.setattr(J, "time", SimpleNamespace(sleep=sleep))  # jobs' own clock only (Popen.wait sleeps too)
-    t0 = time.time()
-    with pytest.raises(KeyboardInterrupt):
-        run_side_by_side(jobs, 2, tmp_path / "logs", progress=False)
-    assert time.time() - t0 < 60
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN if sigint_ignored else signal.default_int_handler)
+    try:
+        t0 = time.time()
+        with pytest.raises(KeyboardInterrupt):
+            run_side_by_side(jobs, 2, tmp_path / "logs", progress=False)
+        assert time.time() - t0 < 30
+        assert signal.getsignal(signal.SIGINT) == (signal.SIG_IGN if sigint_ignored else signal.default_int_handler)
+    finally:
+        signal.signal(signal.SIGINT, before)
     pids = [int(p.stem) for p in tmp_path.glob("*.pid")]
     assert len(pids) == 2  # the third never started
     for pid in pids:  # reaped: gone from the process table
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_sigterm_stops_every_child_too(tmp_path):
+    """``kill PID`` of a backgrounded ``reproduce --jobs``: the children (each in its own session, so no signal to
+    the parent's group reaches them) are stopped, not left running as orphans."""
+    child = f"import os, time; open({str(tmp_path)!r} + f'/{{os.getpid()}}.pid', 'w').close(); time.sleep(120)"
+    parent = textwrap.dedent(f"""
+        import signal, sys
+        from pathlib import Path
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts `... &`
+        from scorebench.jobs import Job, run_side_by_side
+        jobs = [Job("long%d" % i, [sys.executable, "-c", {child!r}]) for i in range(2)]
+        try:
+            run_side_by_side(jobs, 2, Path({str(tmp_path / "logs")!r}), progress=False, poll=0.05)
+        except KeyboardInterrupt:
+            sys.exit(130)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", parent])
+    pids = []
+    try:
+        deadline = time.time() + 60
+        while len(pids) < 2 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            pids = [int(p.stem) for p in tmp_path.glob("*.pid")]
+        assert len(pids) == 2, "the children did not start"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 130
+        deadline = time.time() + 10
+        while not all(_gone(pid) for pid in pids) and time.time() < deadline:
+            time.sleep(0.05)
+        assert all(_gone(pid) for pid in pids), "children outlived the parent"
+    finally:
+        proc.kill()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_reproduce_runs_only_the_unfinished_rows_side_by_side(tmp_path, table4, table4_run, monkeypatch):
