@@ -55,9 +55,8 @@ def main():
     print("| run | attempts | 0→1 | 1→0 | recorded Acc@t1 / Acc@t2 / Δ | regraded Acc@t1 / Acc@t2 / Δ |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        o, n = r["recorded"], r["regraded"]
-        print(f"| {r['run']} | {r['attempts']} | {r['flips']['0->1']} | {r['flips']['1->0']} | "
-              f"{o['acc_t1']} / {o['acc_t2']} / {o['delta']:+.1f} | {n['acc_t1']} / {n['acc_t2']} / {n['delta']:+.1f} |")
+        cells = [f"{m['acc_t1']} / {m['acc_t2']} / {m['delta']:+.1f}" for m in (r["recorded"], r["regraded"])]
+        print(f"| {r['run']} | {r['attempts']} | {r['flips']['0->1']} | {r['flips']['1->0']} | {cells[0]} | {cells[1]} |")
     if a.out:
         from scorebench.rundir import git_commit
         Path(a.out).write_text(json.dumps({"command": "python " + " ".join(["scripts/regrade.py", *sys.argv[1:]]),

@@ -9,9 +9,9 @@ away 3. How many pens does Mia have now?"), operands in [1, max_operand], never 
 splits come from different seeds and share no problem text. Grading (``grading="strict"``, the default) is exact
 and counts only finished attempts: an attempt stopped by the token cap is wrong (``Task.grade``), and a finished
 one is right when its final answer equals the gold — the number after the last ``####`` (the model's GSM8K habit),
-else in the last ``\\boxed{}``, else after the last "the answer is" (the value an equation there ends on: "the answer is 5 + 3 = 8" is 8),
-else the last number of the text (a one-sentence
-answer, "Max has 8 + 5 = 13 pens now.", is a right answer to "Answer with the final number."). Step labels
+else in the last ``\\boxed{}``, else after the last "the answer is" (the value an equation there ends on: "the
+answer is 5 + 3 = 8" is 8), else the last number of the text (a one-sentence answer, "Max has 8 + 5 = 13 pens
+now.", is a right answer to "Answer with the final number."). Step labels
 ("(Step 2)") are not answers; "7.0" is 7; "1,200" is 1200 but "1,2" is a list whose last number is 2.
 ``grading="lax"`` is the rule runs used before: the last boxed or last integer of whatever text there is, cut or not.
 """
