@@ -1,8 +1,9 @@
 """A run directory's test episodes graded again by this checkout's grader, beside the rewards it recorded: what a
 change of the extraction rule moves, without rerunning anything (episodes.jsonl is only read).
 
-Only finished attempts are graded again (a cut attempt is wrong under strict grading whatever its text); runs of
-rules 1 (lax grading) are skipped. Metrics come from ``metrics.compute`` on the regraded episodes, as tables do.
+Every generated attempt goes through ``protocol.grade``, the one rule runs use (a cut attempt is wrong under strict
+grading whatever its text); runs of rules 1 (lax grading) are skipped. Metrics come from ``metrics.compute`` on the
+regraded episodes, as tables do.
 
     python scripts/regrade.py results/runs/score-arith-mix-cpu-learn results/runs/base-arith-mix-strict
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 def regrade(run: Path) -> dict | None:
     from scorebench import metrics as M
+    from scorebench.api.protocol import grade, problem_id
     from scorebench.registry import TASKS
     from scorebench.rundir import RunDir
     rd = RunDir(run)
@@ -28,15 +30,13 @@ def regrade(run: Path) -> dict | None:
     examples = {str(ex["id"]): ex for ex in task.test()}
     old = rd.episodes()
     new, flips = copy.deepcopy(old), {"0->1": 0, "1->0": 0}
-    for ep in new:
-        ex = examples[ep.id.split("#")[0]]
-        for t in ep.attempts:
-            if t.given or t.finish_reason != "stop":
-                continue
-            r = task.reward(ex, t.response)
-            if r != t.reward:
-                flips["0->1" if r > (t.reward or 0) else "1->0"] += 1
-                t.reward = r
+    turns = [(ep, t) for ep in new for t in ep.attempts if not t.given]
+    results = grade(task, [examples[problem_id(ep.id)] for ep, _ in turns], [t.response for _, t in turns],
+                    [t.finish_reason != "length" for _, t in turns])
+    for (_, t), res in zip(turns, results):
+        if res["reward"] != t.reward:
+            flips["0->1" if res["reward"] > (t.reward or 0) else "1->0"] += 1
+            t.reward = res["reward"]
     seed = c.get("seed", 0)
     keys = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i")
     mo, mn = M.compute(old, seed=seed), M.compute(new, seed=seed)
