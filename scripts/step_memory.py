@@ -4,6 +4,7 @@ because the optimizer's state appears in the first and the second shows what a l
 
     OMP_NUM_THREADS=1 python scripts/step_memory.py --problems 16 --samples 4 --out step-memory.json
     OMP_NUM_THREADS=1 python scripts/step_memory.py --mmap-threshold 1048576 --out step-memory-mmap1m.json
+    OMP_NUM_THREADS=1 python scripts/step_memory.py --mmap-threshold 1048576 --gradient-checkpointing --out ...
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def main():
                          "greedy, two turns, the engine switched to fp32 and back (0: none)")
     ap.add_argument("--trim", action="store_true",
                     help="malloc_trim(0) after each phase: hand freed heap pages back to the OS")
+    ap.add_argument("--gradient-checkpointing", action="store_true",
+                    help="TrainConfig.gradient_checkpointing: keep each decoder layer's input only, recompute the "
+                         "rest in backward")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     if a.mmap_threshold:  # glibc's M_MMAP_THRESHOLD (-3): fixed, it no longer rises by itself up to 32 MB
@@ -60,7 +64,8 @@ def main():
     steps = []
     with tempfile.TemporaryDirectory() as d:
         cfg = TrainConfig(lr=1e-6, batch_size=a.problems * a.samples * 2, micro_batch_size=a.micro, dtype="auto",
-                          loss_normalization="sequences", kl_estimator="full")
+                          loss_normalization="sequences", kl_estimator="full",
+                          gradient_checkpointing=a.gradient_checkpointing)
         tr = Trainer(model, tok, cfg, d, temperature=0.7)
         engine = HFEngine(model=tr.model, tokenizer=tok, batch_size=32)
         engine.use_compute_dtype(cfg.resolved_dtype("cpu"))  # one precision, as the RL loop does
@@ -100,7 +105,7 @@ def main():
     out = {"peak_rss_gb_by_phase": {k: round(v, 2) for k, v in peaks.items()}, "steps": steps,
            "problems": a.problems, "samples": a.samples, "micro_batch_size": a.micro,
            "mmap_threshold": a.mmap_threshold or None,
-           "trim": a.trim, "validate": a.validate, "dtype": cfg.resolved_dtype("cpu"),
+           "trim": a.trim, "gradient_checkpointing": a.gradient_checkpointing, "validate": a.validate, "dtype": cfg.resolved_dtype("cpu"),
            "machine": describe(), "commit": git_commit(),
            "command": "python " + " ".join(["scripts/step_memory.py", *sys.argv[1:]])}
     Path(a.out).write_text(json.dumps(out, indent=1))

@@ -287,6 +287,24 @@ def test_fused_output_layer_loss_equals_autograd_path(tok, tmp_path, est):
         assert torch.allclose(out[True][1][n], g, rtol=1e-4, atol=1e-7), n
 
 
+def test_gradient_checkpointing_recomputes_and_gives_the_same_gradients(tok, tmp_path):
+    """``gradient_checkpointing`` (memory for a second forward) must change only when activations exist: each
+    decoder layer runs twice per micro-batch (forward, then again in backward), and the step's gradients equal
+    those without it."""
+    batch = [Sequence(s.input_ids, s.weights, [0.5] * len(s.input_ids)) for s in seqs(4)]
+    got = {}
+    for gc in (False, True):
+        tr = Trainer(tiny(tok), tok, cfg(gradient_checkpointing=gc, max_grad_norm=0), tmp_path / str(gc))
+        calls = []
+        tr.model.model.layers[0].register_forward_pre_hook(lambda *a: calls.append(1))  # pre: a recompute stops early
+        grads, stats = _grads_at_step(tr, batch)
+        got[gc] = (grads, stats, len(calls), len(tr.micro_batches(batch)))
+    assert got[False][2] == got[False][3] and got[True][2] == 2 * got[True][3]  # really recomputed
+    assert got[True][1]["loss"] == pytest.approx(got[False][1]["loss"], rel=1e-6)
+    for g, w in zip(got[True][0], got[False][0]):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-7)
+
+
 # ---------------------------------------------------------------- accumulation and clipping (one process)
 def _grads_at_step(tr, batch):
     """The gradient the optimizer steps with (after accumulation and clipping), and the step's stats."""
