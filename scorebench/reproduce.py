@@ -168,7 +168,7 @@ def mbpp_r_config(cfg: RunConfig, rdir: Path) -> RunConfig:
 
 
 def _check_rows(t: Table, base: RunConfig, runs_dir: Path, out_dir: Path, seeds: tuple[int, ...] = (),
-                rows: tuple[str, ...] = ()) -> list:
+                rows: tuple[str, ...] = (), writable: bool = True) -> list:
     """Validate every run before any runs: (method, label, [(config, run dir, plan)]) per row. A finished trained
     row whose policy is gone (run directories ship without weights) cannot make its MBPP-R column."""
     checks.output_dir(out_dir, "--out")
@@ -178,7 +178,7 @@ def _check_rows(t: Table, base: RunConfig, runs_dir: Path, out_dir: Path, seeds:
         runs = []
         for cfg in cfgs:
             rdir = find_run(runs_dir, cfg)
-            plan = validate(cfg, rdir)
+            plan = validate(cfg, rdir, writable=writable)  # not writable: nothing will run (no memory check)
             if t.mbpp_r and plan.finished and METHODS.get(method).trains:
                 rcfg = mbpp_r_config(cfg, rdir)
                 try:
@@ -221,39 +221,58 @@ def run_unfinished(checked: list, jobs: int, log_dir: Path, progress: bool = Tru
 
 
 def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progress: bool = True,
-              seeds: tuple[int, ...] = (), rows: tuple[str, ...] = (), jobs: int = 1) -> dict:
+              seeds: tuple[int, ...] = (), rows: tuple[str, ...] = (), jobs: int = 1,
+              finished_only: bool = False) -> dict:
     """Run (or reuse) every row's run directories and write the table. With ``seeds``, a row that trains (of
     ``rows``, when given) runs once per seed and its cells are the seeds' mean with ``metrics.seed_mean``'s CI
     (seeds and problems resampled); each seed's own numbers are listed under the table. ``jobs`` > 1 runs the
-    unfinished runs side by side first, each in its own process (``run_unfinished``; logs in ``out_dir/logs``)."""
+    unfinished runs side by side first, each in its own process (``run_unfinished``; logs in ``out_dir/logs``).
+
+    ``finished_only`` runs nothing: the table is written from the runs that have finished (a seeded row from the
+    seeds that have), and every run still missing is listed with its command under ``pending`` — the table of a
+    study whose long runs are spread over days, marked partial, never a number typed in by hand."""
     t = _table(number)
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     checks.at_least(jobs, 1, "--jobs")
     if jobs > 1 and dist.world() > 1:
         raise UsageError("--jobs runs rows as separate processes; it cannot be combined with a multi-process launch")
-    checked = _check_rows(t, base, runs_dir, out_dir, tuple(seeds), tuple(rows))
+    if jobs > 1 and finished_only:
+        raise UsageError("--finished-only runs nothing; it cannot be combined with --jobs")
+    checked = _check_rows(t, base, runs_dir, out_dir, tuple(seeds), tuple(rows), writable=not finished_only)
     out_dir.mkdir(parents=True, exist_ok=True)
     if jobs > 1:
         run_unfinished(checked, jobs, out_dir / "logs", progress)
-    result_rows = []
+    result_rows, pending = [], []
     for method, label, runs in checked:
         per_seed = []
-        for cfg, rdir, _ in runs:
+        for cfg, rdir, plan in runs:
+            if finished_only and not plan.finished:
+                pending.append({"method": method, "label": label, "seed": cfg.seed, "run": str(rdir),
+                                "command": command_for(cfg, rdir)})
+                continue
             run(cfg, rdir, progress=progress)
             one = {"seed": cfg.seed, "run": str(rdir), "command": command_for(cfg, rdir),
                    "seconds": RunDir(rdir).config()["total_seconds"], "metrics": tables.recompute(rdir)}
             if t.mbpp_r:
                 rcfg = mbpp_r_config(cfg, rdir)
                 rrdir = runs_dir / f"{method}-mbpp-r-{rcfg.key()}"
+                if finished_only and not validate(rcfg, rrdir, writable=False).finished:
+                    pending.append({"method": method, "label": label + " MBPP-R", "seed": cfg.seed,
+                                    "run": str(rrdir), "command": command_for(rcfg, rrdir)})
+                    continue
                 run(rcfg, rrdir, progress=progress)
                 one.update(mbpp_r_run=str(rrdir), mbpp_r_command=command_for(rcfg, rrdir),
                            mbpp_r=tables.recompute(rrdir)["acc_t2"])
             per_seed.append(one)
+        if not per_seed:
+            continue
         row = {"method": method, "label": label, **per_seed[0]}
-        if len(per_seed) > 1:
+        if len(per_seed) > 1 or len(runs) > 1:  # a seeded row stays one, however many of its seeds have finished
             row.update(_seed_mean_row(per_seed))
         result_rows.append(row)
     result = {"table": number, "title": t.title, "task": base.task or t.task, "rows": result_rows}
+    if finished_only:
+        result["pending"] = pending
     if dist.is_main():  # one writer in a multi-process run
         write_outputs(t, result, out_dir)
         from .plots import all_figures  # in a function: matplotlib
@@ -296,6 +315,10 @@ def write_outputs(t: Table, result: dict, out_dir: Path) -> None:
     md = [f"# Table {t.number}: {t.title} — task `{result['task']}`", "",
           "Ours: percentages with paired-bootstrap 95% CIs, recomputed from each row's run directory. "
           "Paper: Kumar et al. 2024 (Gemini models; MATH500 / HumanEval).", ""]
+    if result.get("pending"):
+        md += [f"**Partial** (`--finished-only`): {len(result['pending'])} run(s) not finished yet are left out "
+               "(listed under the table with their commands); a seeded row is the mean of the seeds that have "
+               "finished.", ""]
     if seeded:
         md += ["A row whose n reads \"S × n\" is the mean of S training seeds; its CI resamples the seeds and, "
                "within each, the problems (metrics.seed_mean); each seed's numbers are listed under the table.", ""]
@@ -341,6 +364,9 @@ def write_outputs(t: Table, result: dict, out_dir: Path) -> None:
             md.append(f"- {name}: `{x['command']}` ({x['seconds']} s wall time, recorded in its config.json)")
             if "mbpp_r_command" in x:
                 md.append(f"- {name} MBPP-R: `{x['mbpp_r_command']}`")
+    if result.get("pending"):
+        md += ["", "Not finished yet (left out of the table):", ""]
+        md += [f"- {x['label']} (seed {x['seed']}): `{x['command']}`" for x in result["pending"]]
     stem = f"table{t.number}"
     atomic_write(out_dir / f"{stem}.md", "\n".join(md) + "\n")
     atomic_write(out_dir / f"{stem}.csv", csv_buf.getvalue())

@@ -42,6 +42,9 @@ def add_arguments(p) -> None:
                    help="run this many unfinished rows side by side, each its own process with an equal share of "
                         "the cores (on a small CPU, two one-thread runs beat one two-thread run); logs in "
                         "<out>/logs/")
+    p.add_argument("--finished-only", action="store_true",
+                   help="run nothing: write the table from the runs that have finished (a seeded row from its "
+                        "finished seeds), marked partial, with the missing runs' commands under it")
     p.add_argument("--dry-run", action="store_true",
                    help="print each row's `scorebench run` command (to run elsewhere or in parallel) and stop")
 
@@ -64,7 +67,8 @@ def main(a) -> int:
         print("\n".join(commands(a.table, base, Path(a.runs_dir), a.seeds, a.seed_rows)))
         return 0
     out = Path(a.out or f"runs/table{a.table}-{task}")
-    paper.reproduce(a.table, base, Path(a.runs_dir), out, seeds=a.seeds, rows=a.seed_rows, jobs=a.jobs)
+    paper.reproduce(a.table, base, Path(a.runs_dir), out, seeds=a.seeds, rows=a.seed_rows, jobs=a.jobs,
+                    finished_only=a.finished_only)
     if is_main():
         print((out / f"table{a.table}.md").read_text(), end="")
     return 0

@@ -186,10 +186,12 @@ def test_jobs_that_would_not_fit_in_memory_are_refused_up_front(tmp_path, table4
 def test_cli_passes_jobs(monkeypatch, capsys, tmp_path):
     got = {}
 
-    def fake(number, base, runs_dir, out, seeds=(), rows=(), jobs=1):
-        got["jobs"] = jobs
-        out.mkdir(parents=True)
+    def fake(number, base, runs_dir, out, seeds=(), rows=(), jobs=1, finished_only=False):
+        got["jobs"], got["finished_only"] = jobs, finished_only
+        out.mkdir(parents=True, exist_ok=True)
         (out / f"table{number}.md").write_text("t\n")
     monkeypatch.setattr(R, "reproduce", fake)
     assert cli_main(["reproduce", "--table", "2", "--jobs", "2", "--out", str(tmp_path / "o")]) == 0
-    assert got["jobs"] == 2
+    assert got == {"jobs": 2, "finished_only": False}
+    assert cli_main(["reproduce", "--table", "2", "--finished-only", "--out", str(tmp_path / "o")]) == 0
+    assert got == {"jobs": 1, "finished_only": True}

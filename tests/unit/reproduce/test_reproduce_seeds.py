@@ -73,3 +73,50 @@ def test_dry_run_does_not_ask_for_this_machines_memory(table4, monkeypatch):
     assert len(commands(4, base, runs, (0, 1))) == 2 * 5
     with pytest.raises(UsageError, match="would not fit in memory"):
         reproduce(4, base, runs, runs / "t", progress=False, seeds=(0, 1))
+
+
+def test_finished_only_writes_the_partial_table_and_runs_nothing(tmp_path, table4, monkeypatch):
+    """A study spread over sessions: the table of what has finished (SCoRe's seeds 0 and 1 of 0, 1, 2; no Stage-I
+    ablation yet), marked partial, the missing runs' commands listed, nothing started, no memory check."""
+    import shutil
+    from scorebench import reproduce as R
+    from scorebench.training import plan
+    base, runs = table4
+    cfgs = {(m, c.seed): c for m, _, cs in seed_rows(TABLES[4], base, (0, 1, 2), ("score",)) for c in cs}
+    gone = [R.find_run(runs, cfgs[("score", 2)]), R.find_run(runs, cfgs[("score-no-stage1", 0)])]
+    for rdir in gone:
+        shutil.rmtree(rdir)
+    monkeypatch.setattr(plan, "available_gb", lambda: 0.5)  # a busy machine: reading finished runs still works
+    ran = []
+    real_run = R.run
+    monkeypatch.setattr(R, "run", lambda cfg, rdir, **kw: (ran.append(rdir), real_run(cfg, rdir, **kw))[1])
+    out = tmp_path / "table"
+    result = reproduce(4, base, runs, out, progress=False, seeds=(0, 1, 2), rows=("score",), finished_only=True)
+    assert not any(rdir.exists() for rdir in gone) and set(gone).isdisjoint(ran)
+    assert [(x["method"], x["seed"]) for x in result["pending"]] == [("score", 2), ("score-no-stage1", 0)]
+    assert [r["method"] for r in result["rows"]] == ["score", "score-single-turn", "score-no-shaping",
+                                                     "score-star-stage2"]
+    score = result["rows"][0]
+    assert [s["seed"] for s in score["per_seed"]] == [0, 1] and score["metrics"]["n_seeds"] == 2
+    assert score["metrics"]["delta"] == pytest.approx(0.2)  # (+30 + 10) / 2
+    md = (out / "table4.md").read_text()
+    assert "**Partial**" in md and "2 run(s) not finished" in md
+    assert md.count("--seed 2") == 1 and "`scorebench run --method score-no-stage1" in md
+    assert not any(x.startswith("| w/o Stage I |") for x in md.splitlines())
+    assert any(x.startswith("| w/o reward shaping | 10 |") for x in md.splitlines())
+    with pytest.raises(UsageError, match="runs nothing"):
+        reproduce(4, base, runs, out, progress=False, finished_only=True, jobs=2)
+
+
+def test_finished_only_keeps_a_seeded_row_with_one_finished_seed(tmp_path, table4):
+    import shutil
+    from scorebench import reproduce as R
+    base, runs = table4
+    cfgs = [c for m, _, cs in seed_rows(TABLES[4], base, (0, 1, 2), ("score",)) if m == "score" for c in cs]
+    for c in cfgs[1:]:
+        shutil.rmtree(R.find_run(runs, c))
+    result = reproduce(4, base, runs, tmp_path / "t", progress=False, seeds=(0, 1, 2), rows=("score",),
+                       finished_only=True)
+    score = result["rows"][0]
+    assert [s["seed"] for s in score["per_seed"]] == [0] and score["metrics"]["n_seeds"] == 1
+    assert score["metrics"]["delta"] == pytest.approx(0.3)
