@@ -53,3 +53,28 @@ def describe(model) -> dict:
     if dev.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(dev)
     return out
+
+
+def trim_heap() -> bool:
+    """Hand the C heap's free pages back to the OS (glibc ``malloc_trim``); False where there is no glibc.
+
+    Why: a CPU RL step alternates two phases of different shapes (rollouts, then the trainer step), and glibc keeps
+    what one phase freed on its heap, so the resident size between steps and at the next phase's peak includes the
+    last phase's garbage. Measured on a 16 x 4 SCoRe step (``scripts/step_memory.py --trim``): 0.27 GB off the
+    trainer step's peak, milliseconds per call. The RL loop calls it after the rollouts and after each step."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        import ctypes.util
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC.malloc_trim  # noqa: B018 (absent outside glibc: musl, macOS)
+        except (OSError, AttributeError):
+            _LIBC = False
+    if not _LIBC:
+        return False
+    _LIBC.malloc_trim(0)
+    return True
+
+
+_LIBC = None

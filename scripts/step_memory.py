@@ -71,9 +71,8 @@ def main():
         engine.use_compute_dtype(cfg.resolved_dtype("cpu"))  # one precision, as the RL loop does
         def end_phase():
             if a.trim:
-                import ctypes
-                import ctypes.util
-                ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+                from scorebench.device import trim_heap
+                trim_heap()
             time.sleep(0.5)
         for i in range(2):
             phase[0] = f"rollouts_{i}"

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import dist
+from ..device import trim_heap
 from ..checks import UsageError
 from ..engines.base import SamplingParams
 from ..metrics import edit_distance_ratio, is_correct
@@ -120,7 +121,9 @@ def rl_train(ctx, algo: RLAlgorithm, tcfg, problems_per_step: int, samples_per_p
         # the trainer step's peak memory without the engine's stale weight copy (engines outside the Engine base
         # may lack the hook)
         getattr(ctx.engine, "release_weights", lambda: None)()
+        trim_heap()  # what the rollouts freed, off the trainer step's peak
         stats, extra, everyone = learn_step(trainer, algo, tok, step, eps, k * m)
+        trim_heap()  # and what the trainer step freed, off the next rollouts'
         ctx.sync_policy(trainer.model)
         if rollout_log and dist.is_main():
             with open(log, "a", encoding="utf-8") as f:

@@ -102,3 +102,26 @@ def test_cpu_training_dtype_follows_measured_bf16_speed(monkeypatch):
     assert c.TrainConfig(dtype="auto").resolved_dtype("cpu") == "float32"
     monkeypatch.setenv("SCOREBENCH_CPU_BF16", "1")
     assert c.TrainConfig(dtype="auto").resolved_dtype("cpu") == "bfloat16"
+
+
+def test_trim_heap_hands_freed_heap_pages_back():
+    """200 MB of 100 KB blocks (below glibc's mmap threshold: on the heap) freed behind one block still in use, so
+    glibc cannot shrink the heap's top by itself: the pages stay resident until ``trim_heap``."""
+    import ctypes.util
+    from scorebench.device import trim_heap
+    from scorebench.machine import proc_field
+    if proc_field("/proc/self/status", "VmRSS") is None or not ctypes.util.find_library("c"):
+        pytest.skip("needs Linux /proc and a C library")
+    blocks = [bytearray(100_000) for _ in range(2000)]
+    for b in blocks:
+        b[::4096] = b"\x01" * len(range(0, 100_000, 4096))  # touch every page
+    keep = bytearray(100_000)  # allocated last: above the freed ones
+    before = proc_field("/proc/self/status", "VmRSS")
+    del blocks
+    freed = proc_field("/proc/self/status", "VmRSS")
+    if not trim_heap():
+        pytest.skip("no glibc malloc_trim here")
+    after = proc_field("/proc/self/status", "VmRSS")
+    assert before - freed < 50_000  # kB: free() alone kept them resident
+    assert freed - after > 150_000  # kB: trim returned most of the 200 MB
+    assert len(keep) == 100_000
