@@ -278,7 +278,8 @@ def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progr
         from .plots import all_figures  # in a function: matplotlib
         figs = [(s["run"], row["label"] + (f" (seed {s['seed']})" if "per_seed" in row else ""))
                 for row in result_rows for s in row.get("per_seed", [row])]
-        all_figures([Path(r) for r, _ in figs], out_dir / "figures", [lab for _, lab in figs])
+        if figs:  # --finished-only before any row has finished: the table lists the commands, nothing to draw
+            all_figures([Path(r) for r, _ in figs], out_dir / "figures", [lab for _, lab in figs])
     dist.barrier()
     return result
 

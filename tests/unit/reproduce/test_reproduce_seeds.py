@@ -120,3 +120,13 @@ def test_finished_only_keeps_a_seeded_row_with_one_finished_seed(tmp_path, table
     score = result["rows"][0]
     assert [s["seed"] for s in score["per_seed"]] == [0] and score["metrics"]["n_seeds"] == 1
     assert score["metrics"]["delta"] == pytest.approx(0.3)
+
+
+def test_finished_only_before_anything_finished_lists_every_command(tmp_path, table4):
+    import shutil
+    base, runs = table4
+    shutil.rmtree(runs)
+    result = reproduce(4, base, runs, tmp_path / "t", progress=False, finished_only=True)
+    assert result["rows"] == [] and len(result["pending"]) == 5
+    md = (tmp_path / "t" / "table4.md").read_text()
+    assert "5 run(s) not finished" in md and md.count("`scorebench run --method") == 5
