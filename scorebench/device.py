@@ -55,6 +55,20 @@ def describe(model) -> dict:
     return out
 
 
+def _libc():
+    """glibc through ctypes, loaded once; False where there is none (musl, macOS) or it lacks ``malloc_trim``."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+        import ctypes.util
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC.malloc_trim  # noqa: B018 (absent outside glibc)
+        except (OSError, AttributeError):
+            _LIBC = False
+    return _LIBC
+
+
 def trim_heap() -> bool:
     """Hand the C heap's free pages back to the OS (glibc ``malloc_trim``); False where there is no glibc.
 
@@ -62,19 +76,19 @@ def trim_heap() -> bool:
     what one phase freed on its heap, so the resident size between steps and at the next phase's peak includes the
     last phase's garbage. Measured on a 16 x 4 SCoRe step (``scripts/step_memory.py --trim``): 0.27 GB off the
     trainer step's peak, milliseconds per call. The RL loop calls it after the rollouts and after each step."""
-    global _LIBC
-    if _LIBC is None:
-        import ctypes
-        import ctypes.util
-        try:
-            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            _LIBC.malloc_trim  # noqa: B018 (absent outside glibc: musl, macOS)
-        except (OSError, AttributeError):
-            _LIBC = False
-    if not _LIBC:
+    libc = _libc()
+    if not libc:
         return False
-    _LIBC.malloc_trim(0)
+    libc.malloc_trim(0)
     return True
+
+
+def set_mmap_threshold(nbytes: int) -> bool:
+    """Fix glibc's mmap threshold (``M_MMAP_THRESHOLD``, as ``MALLOC_MMAP_THRESHOLD_=nbytes`` does at start):
+    allocations above it are mapped and unmapped on free instead of fragmenting the heap, and the threshold no
+    longer rises by itself (up to 32 MB) after the first large free. False where there is no glibc."""
+    libc = _libc()
+    return bool(libc) and bool(libc.mallopt(-3, int(nbytes)))  # -3: M_MMAP_THRESHOLD
 
 
 _LIBC = None

@@ -37,17 +37,25 @@ def proc_field(path: str, key: str) -> int | None:
     return None
 
 
+def rss_gb(peak: bool = False) -> float | None:
+    """This process's resident memory in GB (``VmRSS``), or its peak so far (``VmHWM``: the high-water mark over
+    the process's life, sampled by the kernel, so no short spike between two reads is missed); None off Linux."""
+    kb = proc_field("/proc/self/status", "VmHWM:" if peak else "VmRSS:")
+    return None if kb is None else round(kb / 1e6, 3)
+
+
 def basics() -> dict:
-    """Platform, architecture and CPU count: what a run directory's ``config.json`` records as ``machine``."""
-    return {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()}
+    """Platform, architecture, CPU model and count: what a run directory's ``config.json`` records as ``machine``
+    (the model because a step's time and bf16's numerics differ between, say, an EPYC and a Xeon with AMX)."""
+    return {"platform": platform.platform(), "processor": platform.machine(), "cpu": cpu_model(),
+            "cpus": os.cpu_count()}
 
 
 def describe() -> dict:
     """``basics()`` (processor: the CPU's own name where ``platform`` knows it), CPU model, Python, torch (version,
     CPU capability, threads), load average: what ``bench`` and ``lm-eval`` reports record."""
     import torch  # here, not at the top: a module that only wants the platform need not load torch
-    return {**basics(), "processor": platform.processor() or platform.machine(),
-            "cpu": cpu_model(), "python": sys.version.split()[0],
+    return {**basics(), "processor": platform.processor() or platform.machine(), "python": sys.version.split()[0],
             "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "torch_threads": torch.get_num_threads(), "load_average": os.getloadavg()[0]}
 

@@ -197,7 +197,8 @@ class RunDir:
     def record_seconds(self, **seconds: float) -> None:
         """``train_seconds`` / ``total_seconds`` of this session: top level (the latest recorded, as tables read
         them) and, for a resumed run, in its entry of ``sessions`` too, so the parts of a run that spans sessions
-        add up — a session killed before it recorded any leaves its entry without them."""
+        add up — a session killed before it recorded any leaves its entry without them. The runner records the main
+        process's ``peak_rss_gb`` (its high-water mark over the session) the same way, with ``total_seconds``."""
         cfg = self.config()
         if cfg.get("sessions"):
             cfg["sessions"][-1].update(seconds)

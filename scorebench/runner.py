@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import checks, device, dist, models, sandbox, tables
+from . import checks, device, dist, machine, models, sandbox, tables
 from . import metrics as M
 from .api.registry import ENGINES, METHODS, TASKS
 from .api.types import SamplingParams
@@ -192,7 +192,7 @@ def _run_locked(cfg: RunConfig, plan: Plan, rd: RunDir, progress: bool) -> None:
         bar.close()
     if dist.is_main():
         finalize(rd)
-    rd.record_seconds(total_seconds=round(time.time() - t0, 1))
+    rd.record_seconds(total_seconds=round(time.time() - t0, 1), peak_rss_gb=machine.rss_gb(peak=True))
     dist.barrier()  # every rank returns only once the run directory is complete
 
 

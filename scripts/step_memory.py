@@ -17,13 +17,6 @@ import time
 from pathlib import Path
 
 
-def _rss_gb() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1e6
-    return 0.0
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--problems", type=int, default=16)
@@ -42,16 +35,15 @@ def main():
                          "rest in backward")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    if a.mmap_threshold:  # glibc's M_MMAP_THRESHOLD (-3): fixed, it no longer rises by itself up to 32 MB
-        import ctypes
-        import ctypes.util
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        assert libc.mallopt(-3, a.mmap_threshold), "mallopt refused"
+    from scorebench.device import set_mmap_threshold, trim_heap
+    from scorebench.machine import rss_gb
+    if a.mmap_threshold:
+        assert set_mmap_threshold(a.mmap_threshold), "mallopt refused"
     phase, peaks = ["start"], {}
 
     def sample():
         while True:
-            r, p = _rss_gb(), phase[0]
+            r, p = rss_gb() or 0.0, phase[0]
             peaks[p] = max(peaks.get(p, 0.0), r)
             time.sleep(0.2)
     threading.Thread(target=sample, daemon=True).start()
@@ -71,7 +63,6 @@ def main():
         engine.use_compute_dtype(cfg.resolved_dtype("cpu"))  # one precision, as the RL loop does
         def end_phase():
             if a.trim:
-                from scorebench.device import trim_heap
                 trim_heap()
             time.sleep(0.5)
         for i in range(2):

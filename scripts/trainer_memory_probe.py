@@ -4,12 +4,11 @@ on synthetic sequences (no engine, so nothing of the rollouts is in it), two ste
 
     OMP_NUM_THREADS=1 python scripts/trainer_memory_probe.py --gc
 """
-import ctypes, ctypes.util, sys, tempfile, threading, time, json, random
+import sys, tempfile, threading, time, json, random
+from scorebench.device import set_mmap_threshold
+from scorebench.machine import rss_gb as rss
 gc_on = "--gc" in sys.argv
-libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"); libc.mallopt(-3, 1048576)
-def rss():
-    for l in open('/proc/self/status'):
-        if l.startswith('VmRSS'): return int(l.split()[1])/1e6
+set_mmap_threshold(1048576)
 phase, peaks = ["start"], {}
 def sample():
     while True:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import dist
+from ..machine import rss_gb
 from ..seeding import derive_seed
 from .config import TrainConfig
 from .sequences import Sequence
@@ -282,7 +283,7 @@ class Trainer(Checkpoints):
                  "grad_norm": float(grad_norm), "lr": lr, "sequences": int(agg["sequences"]),
                  "tokens": int(agg["tokens"]), "total_tokens": int(agg["total_tokens"]),
                  "tokens_per_s": agg["total_tokens"] / max(dt, 1e-9),
-                 "step_time": dt, **(extra or {})}
+                 "step_time": dt, "rss_gb": rss_gb(), "peak_rss_gb": rss_gb(peak=True), **(extra or {})}
         if self.accelerator.is_main_process and (self.step_count % max(1, self.cfg.log_every) == 0):
             with open(self.log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(stats, default=float) + "\n")

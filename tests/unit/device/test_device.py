@@ -125,3 +125,39 @@ def test_trim_heap_hands_freed_heap_pages_back():
     assert before - freed < 50_000  # kB: free() alone kept them resident
     assert freed - after > 150_000  # kB: trim returned most of the 200 MB
     assert len(keep) == 100_000
+
+
+def test_rss_gb_peak_keeps_the_high_water_mark():
+    """``rss_gb(peak=True)`` (what runs log as ``peak_rss_gb``) keeps a 300 MB allocation after it is freed, while
+    ``rss_gb()`` falls back: a peak read from VmRSS would miss it, one from the CPU count would be constant."""
+    from scorebench.machine import cpu_model, basics, rss_gb
+    if rss_gb() is None:
+        pytest.skip("needs Linux /proc")
+    start_peak = rss_gb(peak=True)
+    big = b"\x01" * 300_000_000  # written, so resident; above the mmap threshold, so unmapped on free
+    during = rss_gb()
+    del big
+    after, peak = rss_gb(), rss_gb(peak=True)
+    assert during - after > 0.25  # GB: the current size fell back
+    assert peak >= max(start_peak, during) and peak - after > 0.25  # the peak did not
+    assert basics()["cpu"] == cpu_model()  # a run's config.json names the CPU it ran on
+
+
+def test_set_mmap_threshold_maps_blocks_above_it():
+    """The trim test's 200 MB of 100 KB blocks again, with the threshold set to 64 KB: each block is now mapped on
+    its own, so free() alone hands the pages back — where glibc's default keeps them on the heap."""
+    from scorebench.device import set_mmap_threshold
+    from scorebench.machine import rss_gb
+    if rss_gb() is None or not set_mmap_threshold(64 * 1024):
+        pytest.skip("needs Linux /proc and glibc")
+    try:
+        blocks = [bytearray(100_000) for _ in range(2000)]
+        for b in blocks:
+            b[::4096] = b"\x01" * len(range(0, 100_000, 4096))
+        keep = bytearray(100_000)
+        before = rss_gb()
+        del blocks
+        assert before - rss_gb() > 0.15  # GB, without malloc_trim
+        assert len(keep) == 100_000
+    finally:
+        set_mmap_threshold(128 * 1024)  # glibc's starting value, for the tests after this one

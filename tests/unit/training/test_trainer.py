@@ -389,6 +389,10 @@ def test_killed_and_resumed_run_matches_uninterrupted(tok, tmp_path):
         assert n1 == n2 and torch.equal(p1, p2), n1
     assert (tmp_path / "b" / "train_log.jsonl").exists()
     assert c.plot(tmp_path / "curves.png").exists()
+    from scorebench.machine import rss_gb
+    if rss_gb() is not None:  # each step logs the process's resident memory and its peak so far (whole-run memory)
+        rows = [json.loads(x) for x in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+        assert all(0 < r["rss_gb"] <= r["peak_rss_gb"] for r in rows[-3:])
 
 
 def test_save_policy_loads_with_models_load(tok, tmp_path):
