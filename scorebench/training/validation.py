@@ -222,3 +222,30 @@ def plot_val_log(log_path: str | Path, out_png: str | Path) -> Path | None:
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
     return Path(out_png)
+
+
+def last_point(run_dir: str | Path) -> dict:
+    """The last validation point (highest step) of a run directory's ``train/val_log.jsonl``."""
+    log = Path(run_dir) / "train" / "val_log.jsonl"
+    rows = [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.exists() else []
+    if not rows:
+        raise ValueError(f"{run_dir}: no validation points ({log})")
+    return max(rows, key=lambda r: r["step"])
+
+
+def beats(variant: dict, baseline: dict, min_gain: float = 0.01, max_t2_loss: float = 0.01) -> bool:
+    """A study's choice rule (``results/study-arith.md``, written before any variant ran): ``variant``'s validation
+    Δ is higher than ``baseline``'s by at least ``min_gain`` and its Acc@t2 lower by at most ``max_t2_loss``
+    (fractions: 0.01 = one point). Rounded to 1e-9, so "exactly one point" counts on both sides."""
+    gain = round(variant["delta"] - baseline["delta"], 9)
+    t2_loss = round(baseline["acc_t2"] - variant["acc_t2"], 9)
+    return gain >= min_gain and t2_loss <= max_t2_loss
+
+
+def choose(baseline: dict, variants: dict[str, dict], min_gain: float = 0.01,
+           max_t2_loss: float = 0.01) -> str | None:
+    """The variant adopted by the rule: among those that beat ``baseline``, the highest validation Δ, then the
+    higher Acc@t2 (then the first given); None when none beats it — the baseline stays."""
+    winners = [(p["delta"], p["acc_t2"], -i, name) for i, (name, p) in enumerate(variants.items())
+               if beats(p, baseline, min_gain, max_t2_loss)]
+    return max(winners)[3] if winners else None

@@ -96,3 +96,26 @@ def test_validation_evaluates_in_fp32_and_restores_the_rollout_dtype(tiny_model_
     m = evaluate(ctx, training_split(ctx.task.train())[1][:2], max_new_tokens=4)
     assert m["n"] == 2 and seen == [("float32", 0.0), ("float32", 0.0)]
     assert ctx.engine.compute_dtype == "bfloat16"
+
+
+def test_choice_rule_on_hand_made_points(tmp_path):
+    """The study's rule at its edges: +1.0 point of Δ with 1.0 point of Acc@t2 lost is a win, 0.5 less is not, and
+    among winners the higher Δ, then the higher Acc@t2, is adopted; read from the last point of a val_log."""
+    from scorebench.training.validation import beats, choose, last_point
+    base = {"delta": 0.045, "acc_t2": 0.685}
+    edge = {"delta": 0.055, "acc_t2": 0.675}            # +1.0 Δ, −1.0 Acc@t2: beats
+    short = {"delta": 0.050, "acc_t2": 0.900}           # +0.5 Δ: does not
+    costly = {"delta": 0.200, "acc_t2": 0.670}          # +15.5 Δ but −1.5 Acc@t2: does not
+    high = {"delta": 0.080, "acc_t2": 0.600 + 0.080}    # +3.5 Δ, −0.5 Acc@t2: beats
+    tie = {"delta": 0.080, "acc_t2": 0.690}             # same Δ as ``high``, higher Acc@t2
+    assert beats(edge, base) and not beats(short, base) and not beats(costly, base) and beats(high, base)
+    assert choose(base, {"short": short, "costly": costly}) is None
+    assert choose(base, {"edge": edge, "high": high}) == "high"
+    assert choose(base, {"high": high, "tie": tie, "edge": edge}) == "tie"
+    run = tmp_path / "r"
+    (run / "train").mkdir(parents=True)
+    (run / "train" / "val_log.jsonl").write_text("".join(json.dumps({"step": s, **base, "delta": d}) + "\n"
+                                                         for s, d in ((0, 0.1), (32, 0.02), (16, 0.3))))
+    assert last_point(run)["step"] == 32 and last_point(run)["delta"] == 0.02
+    with pytest.raises(ValueError):
+        last_point(tmp_path)
