@@ -35,8 +35,8 @@ VERSIONED = ("scorebench", "torch", "transformers", "accelerate", "peft", "math-
              "numpy", "gguf")
 
 
-SESSION_KEYS = ("started", "git_commit", "machine", "engine", "python", "versions", "argv", "train_seconds",
-                "total_seconds")
+SESSION_KEYS = ("started", "git_commit", "machine", "env", "engine", "python", "versions", "argv", "train_seconds",
+                "total_seconds", "peak_rss_gb")
 
 
 def _session(record: dict) -> dict:
@@ -75,9 +75,16 @@ def write_json(path: Path, obj) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+ENV_PREFIXES = ("MALLOC_", "OMP_", "MKL_", "SCOREBENCH_CPU_BF16")
+"""Environment variables a run's speed, memory or numerics depend on without being in its config (glibc's malloc
+switches, thread counts, the bf16 decision), recorded as ``env`` so a run's wall time and ``peak_rss_gb`` can be
+read with them."""
+
+
 def environment() -> dict:
     return {"python": sys.version.split()[0], "versions": machine.versions(VERSIONED), "git_commit": git_commit(),
             "machine": machine.basics(),
+            "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
             "argv": sys.argv, "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 

@@ -55,6 +55,7 @@ def test_run_resume_and_table(tmp_path, capsys):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["config"]["task"] == "arith" and cfg["versions"]["torch"] and cfg["config"]["seed"] == 0
     assert cfg["machine"]["cpu"] and (cfg["peak_rss_gb"] is None or cfg["peak_rss_gb"] > 0.2)  # the model is loaded
+    assert cfg["env"].get("OMP_NUM_THREADS") == os.environ.get("OMP_NUM_THREADS")  # recorded when set, else absent
     full = (out / "episodes.jsonl").read_text().splitlines()
     assert len(full) == 4
     ep0 = json.loads(full[0])
