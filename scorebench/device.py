@@ -86,7 +86,8 @@ def trim_heap() -> bool:
 def set_mmap_threshold(nbytes: int) -> bool:
     """Fix glibc's mmap threshold (``M_MMAP_THRESHOLD``, as ``MALLOC_MMAP_THRESHOLD_=nbytes`` does at start):
     allocations above it are mapped and unmapped on free instead of fragmenting the heap, and the threshold no
-    longer rises by itself (up to 32 MB) after the first large free. False where there is no glibc."""
+    longer rises by itself (up to 32 MB) after the first large free. Only for requests the heap's free chunks cannot
+    serve: call it early (``step_memory.py`` does it before loading anything). False where there is no glibc."""
     libc = _libc()
     return bool(libc) and bool(libc.mallopt(-3, int(nbytes)))  # -3: M_MMAP_THRESHOLD
 
