@@ -251,8 +251,12 @@ def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progr
                                 "command": command_for(cfg, rdir)})
                 continue
             run(cfg, rdir, progress=progress)
-            one = {"seed": cfg.seed, "run": str(rdir), "command": command_for(cfg, rdir),
-                   "seconds": RunDir(rdir).config()["total_seconds"], "metrics": tables.recompute(rdir)}
+            rd = RunDir(rdir)
+            seconds, sessions, complete = rd.wall_seconds()
+            recorded = rd.config()
+            one = {"seed": cfg.seed, "run": str(rdir), "command": command_for(cfg, rdir), "seconds": seconds,
+                   "sessions": sessions, "seconds_complete": complete, "git_commit": recorded.get("git_commit", ""),
+                   "cpu": recorded.get("machine", {}).get("cpu", ""), "metrics": tables.recompute(rdir)}
             if t.mbpp_r:
                 rcfg = mbpp_r_config(cfg, rdir)
                 rrdir = runs_dir / f"{method}-mbpp-r-{rcfg.key()}"
@@ -282,6 +286,17 @@ def reproduce(number: int, base: RunConfig, runs_dir: Path, out_dir: Path, progr
             all_figures([Path(r) for r, _ in figs], out_dir / "figures", [lab for _, lab in figs])
     dist.barrier()
     return result
+
+
+def _provenance(x: dict) -> str:
+    """Wall time, commit and CPU of one run, as its config.json records them (``RunDir.wall_seconds``)."""
+    n = x.get("sessions", 1)
+    wall = (f"{x['seconds']} s wall time" if x.get("seconds_complete", True) and n == 1 else
+            f"{x['seconds']} s wall time over {n} sessions" if x.get("seconds_complete", True) else
+            f"at least {x['seconds']} s wall time over {n} sessions, not all recorded")
+    parts = [wall] + ([f"commit {x['git_commit'][:7]}"] if x.get("git_commit") else []) + (
+        [x["cpu"]] if x.get("cpu") else [])
+    return ", ".join(parts) + "; from its config.json"
 
 
 def _seed_mean_row(per_seed: list[dict]) -> dict:
@@ -362,7 +377,7 @@ def write_outputs(t: Table, result: dict, out_dir: Path) -> None:
     for row in result["rows"]:
         for x in row.get("per_seed", [row]):
             name = row["label"] + (f" (seed {x['seed']})" if "per_seed" in row else "")
-            md.append(f"- {name}: `{x['command']}` ({x['seconds']} s wall time, recorded in its config.json)")
+            md.append(f"- {name}: `{x['command']}` ({_provenance(x)})")
             if "mbpp_r_command" in x:
                 md.append(f"- {name} MBPP-R: `{x['mbpp_r_command']}`")
     if result.get("pending"):

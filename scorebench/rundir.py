@@ -211,6 +211,21 @@ class RunDir:
             cfg["sessions"][-1].update(seconds)
         write_json(self.config_path, {**cfg, **seconds})
 
+    def wall_seconds(self) -> tuple[float, int, bool]:
+        """(seconds, sessions, complete): the run's wall time summed over its sessions. A session killed before it
+        recorded ``total_seconds`` counts its ``train_seconds`` (or nothing), and a run resumed before sessions were
+        recorded keeps only its latest numbers — both make the sum a lower bound (``complete`` False), so a table
+        can say "at least" instead of passing off one session's seconds as the run's."""
+        cfg = self.config()
+        sessions = cfg.get("sessions")
+        if sessions:
+            parts = [s.get("total_seconds") for s in sessions]
+            seconds = sum(p if p is not None else s.get("train_seconds") or 0.0 for p, s in zip(parts, sessions))
+            return round(seconds, 1), len(sessions), None not in parts
+        n = 1 + int(cfg.get("resumed") or 0)
+        seconds = max(cfg.get("total_seconds") or 0.0, cfg.get("train_seconds") or 0.0)
+        return seconds, n, n == 1 and "total_seconds" in cfg
+
     @_main_only
     def append_episodes(self, episodes: list[Episode]) -> None:
         with open(self.episodes_path, "a", encoding="utf-8") as f:

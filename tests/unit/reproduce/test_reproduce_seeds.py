@@ -130,3 +130,23 @@ def test_finished_only_before_anything_finished_lists_every_command(tmp_path, ta
     assert result["rows"] == [] and len(result["pending"]) == 5
     md = (tmp_path / "t" / "table4.md").read_text()
     assert "5 run(s) not finished" in md and md.count("`scorebench run --method") == 5
+
+
+def test_the_commands_list_says_each_runs_wall_time_commit_and_cpu(tmp_path, table4):
+    """A run resumed before sessions were recorded keeps only its last session's total (a 408 s test evaluation
+    after 9,367 s of training): the table says "at least" the training's seconds, not the 408."""
+    from scorebench import reproduce as R
+    base, runs = table4
+    cfg = next(c for m, _, cs in seed_rows(TABLES[4], base, (0, 1, 2), ("score",)) for c in cs
+               if m == "score" and c.seed == 1)
+    rd = RunDir(R.find_run(runs, cfg))
+    rd.update_config(resumed=2, train_seconds=9367.4, total_seconds=408.3, git_commit="5a2dbc154ac1",
+                     machine={"cpu": "AMD EPYC", "cpus": 2})
+    out = tmp_path / "table"
+    result = reproduce(4, base, runs, out, progress=False, seeds=(0, 1, 2), rows=("score",))
+    assert result["rows"][0]["per_seed"][1]["seconds"] == 9367.4
+    line = next(x for x in (out / "table4.md").read_text().splitlines() if x.startswith("- SCoRe (seed 1):"))
+    assert line.endswith("(at least 9367.4 s wall time over 3 sessions, not all recorded, commit 5a2dbc1, AMD EPYC;"
+                         " from its config.json)")
+    line0 = next(x for x in (out / "table4.md").read_text().splitlines() if x.startswith("- SCoRe (seed 0):"))
+    assert "(10.0 s wall time; from" in line0 and "at least" not in line0

@@ -170,6 +170,30 @@ def test_a_resumed_run_records_each_session(tmp_path):
     assert cfg["total_seconds"] == 3.0 and cfg["train_seconds"] == 5.0
 
 
+
+def test_wall_seconds_add_up_sessions_and_say_when_they_are_a_lower_bound(tmp_path):
+    """A table's wall time is the run's, not its last session's: sessions add up; a killed session counts its
+    training seconds and makes the sum a lower bound, and so does a resume from before sessions were recorded."""
+    rd = RunDir(tmp_path / "a")
+    rd.init({"config": {"a": 1}, "started": "t0"})
+    rd.record_seconds(train_seconds=5.0, total_seconds=9.0)
+    assert rd.wall_seconds() == (9.0, 1, True)
+    rd.init({"config": {"a": 1}, "started": "t1"})
+    rd.record_seconds(total_seconds=3.0)
+    assert rd.wall_seconds() == (12.0, 2, True)
+    rd.init({"config": {"a": 1}, "started": "t2"})
+    rd.record_seconds(train_seconds=7.0)  # killed before its total
+    rd.init({"config": {"a": 1}, "started": "t3"})
+    rd.record_seconds(total_seconds=2.0)
+    assert rd.wall_seconds() == (21.0, 4, False)
+    old = RunDir(tmp_path / "b")  # resumed twice before sessions existed: training 9367 s, then a 408 s test
+    old.init({"config": {"a": 1}})
+    old.update_config(resumed=2, train_seconds=9367.4, total_seconds=408.3)
+    assert old.wall_seconds() == (9367.4, 3, False)
+    unfinished = RunDir(tmp_path / "c")
+    unfinished.init({"config": {"a": 1}})
+    assert unfinished.wall_seconds() == (0.0, 1, False)
+
 def test_rundir_refuses_a_different_config(tmp_path):
     rd = RunDir(tmp_path)
     rd.init({"config": {"a": 1}})
