@@ -170,7 +170,6 @@ def test_a_resumed_run_records_each_session(tmp_path):
     assert cfg["total_seconds"] == 3.0 and cfg["train_seconds"] == 5.0
 
 
-
 def test_wall_seconds_add_up_sessions_and_say_when_they_are_a_lower_bound(tmp_path):
     """A table's wall time is the run's, not its last session's: sessions add up; a killed session counts its
     training seconds and makes the sum a lower bound, and so does a resume from before sessions were recorded."""
@@ -193,6 +192,7 @@ def test_wall_seconds_add_up_sessions_and_say_when_they_are_a_lower_bound(tmp_pa
     unfinished = RunDir(tmp_path / "c")
     unfinished.init({"config": {"a": 1}})
     assert unfinished.wall_seconds() == (0.0, 1, False)
+
 
 def test_rundir_refuses_a_different_config(tmp_path):
     rd = RunDir(tmp_path)

@@ -146,8 +146,9 @@ def test_trainer_logprobs_are_the_samplers(mt, engine, tmp_path):
 def test_rollouts_are_sampled_in_the_trainers_precision(mt, tmp_path, monkeypatch, amx):
     """The default dtypes of a CPU without AMX (trainer fp32) and with AMX (trainer bf16 autocast): the RL loop's
     rule (the engine computes in the trainer's resolved dtype) makes the trainer's per-token log-probabilities
-    equal the sampler's within 2e-3 at every token in fp32, and within bf16's own error in bf16. Before it, the engine's own default (bf16 on any CPU with native
-    bf16) against an fp32 trainer was 0.02 off on average, up to 0.64; bf16 against bf16 0.018 (logits rounded)."""
+    equal the sampler's within 2e-3 at every token in fp32, and within bf16's own error in bf16. Before it, the
+    engine's own default (bf16 on any CPU with native bf16) against an fp32 trainer was 0.02 off on average, up to
+    0.64; bf16 against bf16 0.018 (logits rounded)."""
     from scorebench.training import config as tconfig
     from scorebench.training.rl import rollout_dtype
     monkeypatch.setattr(tconfig, "cpu_bf16_fast", lambda: amx)
