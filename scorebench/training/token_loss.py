@@ -27,8 +27,33 @@ CHUNK_ROWS = 256
 """Rows per chunk: (rows x vocab) fp32 temporaries of ~50 MB each for a 49k vocabulary."""
 
 
-def _logits(h, w, temperature):
-    return (h.float() @ w.float().t()) / temperature
+class _Workspace:
+    """Three (chunk x vocab) fp32 buffers every chunk of a step reuses. Why: each such tensor is ~50 MB, above
+    glibc's largest mmap threshold, so a fresh one per operation is a fresh mapping whose pages fault in on first
+    touch — measured, the page faults and the extra passes of out-of-place ops cost about as much as the
+    output layer's own matmuls. ``release()`` hands them back (the trainer does after each step)."""
+
+    buffers: dict = {}
+
+    @classmethod
+    def get(cls, rows: int, vocab: int, device) -> list[torch.Tensor]:
+        key = (str(device), vocab)
+        bufs = cls.buffers.get(key)
+        if bufs is None or bufs[0].shape[0] < rows:
+            bufs = cls.buffers[key] = [torch.empty(rows, vocab, dtype=torch.float32, device=device)
+                                       for _ in range(3)]
+        return [b[:rows] for b in bufs]
+
+    @classmethod
+    def release(cls) -> None:
+        cls.buffers.clear()
+
+
+release_workspace = _Workspace.release
+
+
+def _log_softmax_into(z, out):
+    return torch.ops.aten._log_softmax.out(z, -1, False, out=out)
 
 
 class _FusedTokenLoss(torch.autograd.Function):
@@ -39,56 +64,73 @@ class _FusedTokenLoss(torch.autograd.Function):
 
     @staticmethod
     def _forward(ctx, h, w, targets, ws, ks, h_ref, w_ref, temperature, estimator, chunk):
+        """Per chunk, with A, B, C the workspace's buffers and every (rows x vocab) step in place:
+        C = log q (reference), B = log p, A = p; then dz = p * a + onehot(y) * b with a = w + k (d - KL),
+        b = -w ("full") or a = w - k d_y, b = k d_y - w ("k2"), built in C."""
         need_h = ctx.needs_input_grad[0]
         need_w = ctx.needs_input_grad[1]
         n = h.shape[0]
+        inv_t = 1.0 / temperature
         sel = ks != 0
         ref_row = torch.cumsum(sel.long(), 0) - 1  # row of h_ref for each selected row
         grad_h = torch.zeros(h.shape, dtype=torch.float32, device=h.device) if need_h else None
-        grad_w = torch.zeros(w.shape, dtype=torch.float32, device=w.device) if need_w else None
+        grad_w = torch.empty(w.shape, dtype=torch.float32, device=w.device) if need_w else None
         pg = torch.zeros((), dtype=torch.float64, device=h.device)
         kl_term = torch.zeros((), dtype=torch.float64, device=h.device)
         kl_sum = torch.zeros((), dtype=torch.float64, device=h.device)
+        wt = w.float().t()
+        wt_ref = w_ref.float().t() if bool(sel.any()) else None
+        bufs = _Workspace.get(min(n, chunk), w.shape[0], h.device)
         for i in range(0, n, chunk):
             j = min(n, i + chunk)
+            m = j - i
+            A, B, C = (b[:m] for b in bufs)
             hc = h[i:j].float()
-            z = _logits(hc, w, temperature)
-            logp = torch.log_softmax(z, -1)
-            del z
-            t = targets[i:j]
-            logp_t = logp.gather(-1, t[:, None]).squeeze(-1)
-            pg -= (ws[i:j].double() * logp_t.double()).sum()
-            p = logp.exp()
-            dz = p * ws[i:j, None]  # d(-w log p_y)/dz = w (p - onehot(y))
-            dz.scatter_add_(-1, t[:, None], -ws[i:j, None])
-            s = sel[i:j]
-            if bool(s.any()):
-                # every row of the chunk (the usual case): views instead of (rows x vocab) copies
-                rows = slice(None) if bool(s.all()) else s.nonzero(as_tuple=True)[0]
-                logq = torch.log_softmax(_logits(h_ref[ref_row[i:j][rows]], w_ref, temperature), -1)
-                k = ks[i:j][rows]
-                if estimator == "full":
-                    d = logp[rows] - logq
-                    kl = (p[rows] * d).sum(-1)
-                    dz[rows] += k[:, None] * p[rows] * (d - kl[:, None])
-                else:  # k2
-                    ts = t[rows]
-                    d_t = logp_t[rows] - logq.gather(-1, ts[:, None]).squeeze(-1)
-                    kl = 0.5 * d_t ** 2
-                    g = k * d_t  # d(k d_t^2 / 2)/dz = k d_t (onehot(y) - p)
-                    dz[rows] -= g[:, None] * p[rows]
-                    dz[torch.arange(j - i, device=dz.device)[rows], ts] += g
+            t, wc, s = targets[i:j], ws[i:j], sel[i:j]
+            any_kl = bool(s.any())
+            rows = (slice(None) if bool(s.all()) else s.nonzero(as_tuple=True)[0]) if any_kl else None
+            if any_kl:  # C = log q at the rows with a KL term
+                hr = h_ref[ref_row[i:j][rows]].float() * inv_t
+                if isinstance(rows, slice):
+                    torch.mm(hr, wt_ref, out=A)
+                    _log_softmax_into(A, C)
+                else:
+                    C.zero_()
+                    C[rows] = torch.log_softmax(hr @ wt_ref, -1)
+            torch.mm(hc * inv_t, wt, out=A)  # z / T
+            _log_softmax_into(A, B)  # log p
+            logp_t = B.gather(-1, t[:, None]).squeeze(-1)
+            pg -= (wc.double() * logp_t.double()).sum()
+            torch.exp(B, out=A)  # p
+            k = ks[i:j]
+            if not any_kl:
+                C.copy_(wc[:, None].expand(m, C.shape[1]))
+                b = -wc
+            elif estimator == "full":
+                torch.sub(B, C, out=C)  # d = log p - log q (0 - 0 where no KL term: those rows get k = 0)
+                if not isinstance(rows, slice):
+                    C[~s] = 0
+                kl = torch.bmm(A[:, None, :], C[:, :, None]).view(m)  # sum_v p_v d_v, no temporary
                 kl_term += (k.double() * kl.double()).sum()
-                kl_sum += kl.double().sum()
-                del logq
-            del logp, p
-            dz /= temperature  # z = h W^T / T
+                kl_sum += kl[rows].double().sum()
+                C.sub_(kl[:, None]).mul_(k[:, None]).add_(wc[:, None])  # a = w + k (d - KL)
+                b = -wc
+            else:  # k2: half the squared log-ratio of the drawn token
+                d_t = logp_t - C.gather(-1, t[:, None]).squeeze(-1)
+                kl = 0.5 * d_t ** 2 * s
+                kl_term += (k.double() * kl.double()).sum()
+                kl_sum += kl[rows].double().sum()
+                g = k * d_t
+                C.copy_((wc - g)[:, None].expand(m, C.shape[1]))
+                b = g - wc
+            C.mul_(A)  # dz / (1/T): p * a
+            C.scatter_add_(-1, t[:, None], b[:, None])  # + onehot(y) * b
             if need_h:
-                grad_h[i:j] = dz @ w.float()
+                torch.mm(C, w.float(), out=grad_h[i:j]).mul_(inv_t)
             if need_w:
-                grad_w.addmm_(dz.t(), hc)
-            del dz, hc
-        ctx.save_for_backward(grad_h, grad_w)
+                grad_w.addmm_(C.t(), hc, beta=0 if i == 0 else 1, alpha=inv_t)
+            del hc
+        ctx.grads = [grad_h, grad_w]
         ctx.h_dtype, ctx.w_dtype = h.dtype, w.dtype
         outs = ((pg + kl_term).float(), pg.float(), kl_sum.float(), kl_term.float())
         ctx.mark_non_differentiable(*outs[1:])
@@ -96,9 +138,10 @@ class _FusedTokenLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_loss, _g_pg, _g_kl_sum, _g_kl_term):
-        grad_h, grad_w = ctx.saved_tensors
-        gh = (grad_h * g_loss).to(ctx.h_dtype) if grad_h is not None else None
-        gw = (grad_w * g_loss).to(ctx.w_dtype) if grad_w is not None else None
+        grad_h, grad_w = ctx.grads
+        ctx.grads = None  # scaled in place and handed on: no second (vocab x hidden) tensor
+        gh = grad_h.mul_(g_loss).to(ctx.h_dtype) if grad_h is not None else None
+        gw = grad_w.mul_(g_loss).to(ctx.w_dtype) if grad_w is not None else None
         return gh, gw, None, None, None, None, None, None, None, None
 
 

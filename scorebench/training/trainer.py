@@ -27,7 +27,7 @@ from .config import TrainConfig
 from .sequences import Sequence
 from .checkpoint import Checkpoints, _step_of
 from .curves import plot_log
-from .token_loss import SelectedLogits, fused_token_loss
+from .token_loss import SelectedLogits, fused_token_loss, release_workspace
 
 
 class Trainer(Checkpoints):
@@ -276,6 +276,7 @@ class Trainer(Checkpoints):
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        release_workspace()  # the output layer's buffers are the trainer's alone: not held while rollouts run
         self.step_count += 1
         dt = time.time() - t0
         stats = {"step": self.step_count, "loss": agg["loss"], "pg": agg["pg"], "kl_term": agg["kl_term"],

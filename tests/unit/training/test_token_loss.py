@@ -23,7 +23,7 @@ def _unfused(h, w, targets, ws, ks, h_ref, w_ref, T, estimator):
 
 
 @pytest.mark.parametrize("estimator", ["full", "k2"])
-@pytest.mark.parametrize("chunk", [3, 64])
+@pytest.mark.parametrize("chunk", [2, 3, 64])  # 2: rows 5-6 form a chunk without any KL term
 def test_fused_equals_autograd(estimator, chunk):
     g = torch.Generator().manual_seed(0)
     n, d, v, T = 11, 8, 50, 0.7
