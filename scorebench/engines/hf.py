@@ -15,10 +15,11 @@ Two paths:
   Sampling draws from the exact softmax (temperature, nucleus top_p) with the uniform of token t of sample k of
   conversation i a pure function of (``derive_seed(seed, i, k)``, t) (``sampling.py``), so equal seeds give equal
   samples and the draw does not depend on which slot a sample lands in (bf16 logits can still differ in the last
-  bits between batch sizes and prefill groupings). Two schedules (``decode=``): ``dynamic`` (the CPU default)
-  shrinks the batch and the attended context to what is live; ``static`` decodes fixed shapes, and ``graph`` (the
-  CUDA default) replays that fixed-shape step as one CUDA graph (``fast/static.py``), where launching kernels from
-  Python, not arithmetic, bounds a small model's step.
+  bits between batch sizes and prefill groupings). A finished sample's K/V is kept for the next call (within
+  ``keep_kv_mb``), so a second turn prefills only what follows the first turn's answer. Two schedules
+  (``decode=``): ``dynamic`` (the CPU default) shrinks the batch and the attended context to what is live;
+  ``static`` decodes fixed shapes, and ``graph`` (the CUDA default) replays that fixed-shape step as one CUDA
+  graph (``fast/static.py``), where launching kernels from Python, not arithmetic, bounds a small model's step.
 * ``fast=False`` (or an unsupported architecture): plain transformers ``model.generate``.
 
 Weight freshness: the snapshot is rebuilt automatically at the start of ``generate`` whenever any parameter
@@ -50,7 +51,8 @@ class HFEngine(Engine):
 
     def __init__(self, model=None, tokenizer=None, model_name: str | None = None, dtype: str = "float32",
                  device: str = "cpu", batch_size: int = 32, threads: int | None = None, fast: bool = True,
-                 compute_dtype: str = "auto", pack: bool = True, decode: str = "auto", **_):
+                 compute_dtype: str = "auto", pack: bool = True, decode: str = "auto", keep_kv_mb: float = 512,
+                 **_):
         if threads:
             torch.set_num_threads(threads)
         if model is None:
@@ -63,6 +65,7 @@ class HFEngine(Engine):
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         self._runner: FastLlama | None = None
         self._pack = pack
+        self.keep_kv_mb = keep_kv_mb
         self.fast = bool(fast) and FastLlama.supports(model)
         if self.fast:
             base_dtype = next(model.parameters()).dtype
@@ -70,7 +73,7 @@ class HFEngine(Engine):
                 cd = base_dtype            # thread count (bf16 compute is one flag away, timed by `bench`)
             else:
                 cd = TORCH_DTYPES[compute_dtype]
-            self._runner = FastLlama(model, cd, pack=pack, decode=decode_mode(decode, model))
+            self._runner = FastLlama(model, cd, pack=pack, decode=decode_mode(decode, model), keep_kv_mb=keep_kv_mb)
         self.last_stats: dict = {}
 
     @property
@@ -87,7 +90,7 @@ class HFEngine(Engine):
             cd = TORCH_DTYPES[dtype]
             if cd != self._runner.dtype:
                 self._runner = FastLlama(self.model, cd, pack=self._pack,
-                                          decode=self._runner.decode_mode)
+                                          decode=self._runner.decode_mode, keep_kv_mb=self.keep_kv_mb)
         return self.compute_dtype
 
     def sync_weights(self, model) -> None:
@@ -97,7 +100,7 @@ class HFEngine(Engine):
             self.model = model  # same tokenizer, so the same end-of-turn ids
             if self._runner is not None:
                 self._runner = FastLlama(model, self._runner.dtype, pack=self._runner.packed or False,
-                                          decode=self._runner.decode_mode)
+                                          decode=self._runner.decode_mode, keep_kv_mb=self.keep_kv_mb)
         self.refresh()
 
     def release_weights(self) -> None:

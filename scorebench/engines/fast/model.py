@@ -25,8 +25,15 @@ _FAST_TYPES = ("llama", "mistral", "qwen2")
 class FastLlama:
     """Decoding for Llama-family models from a snapshot of their weights (see the module docstring)."""
 
-    def __init__(self, model, dtype: torch.dtype, pack: bool = True, decode: str = "dynamic"):
+    def __init__(self, model, dtype: torch.dtype, pack: bool = True, decode: str = "dynamic",
+                 keep_kv_mb: float = 512):
         self.model, self.dtype, self.decode_mode = model, dtype, decode
+        self.keep_kv_bytes = int(keep_kv_mb * 2 ** 20)
+        """Budget for the K/V of finished samples kept for the next call (``keep``/``lookup``); 0 = none."""
+        self.kept: dict = {}
+        self.prev: dict = {}
+        self._kept_bytes = 0
+        self._prev_lens: list[int] = []
         m = base_model(model)
         cfg = m.config
         self.n_heads = cfg.num_attention_heads
@@ -91,10 +98,45 @@ class FastLlama:
         """Drop the snapshot until the next ``run`` (``maybe_refresh`` rebuilds it): while a trainer steps it is
         stale anyway, and its memory (the model's size in the compute dtype) adds to the trainer's peak. Kept
         where captured CUDA graphs read it by address."""
+        self.forget()
         if any(st.graph is not None for st in self.static.values()):
             return
         self._snapshot = self.layers = self.norm = self.embed = self.lm_head = None
         self._fingerprint = None
+
+    # -- K/V kept across calls -------------------------------------------------------------------------------
+    # Why: a second turn's prompt is the first turn's prompt and answer plus the correction instruction, so
+    # prefilling it from scratch recomputes what decoding the first turn already computed (measured: a quarter
+    # of a 16 x 4 rollout's CPU time was turn 2's prefill). A sample that finishes leaves its K/V here (within
+    # a byte budget); the next call prefills only the part of each prompt past the longest kept prefix. Only the
+    # call right after is served: a protocol asks for turn t + 1 right after turn t.
+    def start_call(self) -> None:
+        """Make what the last call kept available to this one; start keeping afresh."""
+        self.prev, self.kept, self._kept_bytes = self.kept, {}, 0
+        self._prev_lens = sorted({len(k) for k in self.prev}, reverse=True)
+
+    def forget(self) -> None:
+        self.prev, self.kept, self._kept_bytes, self._prev_lens = {}, {}, 0, []
+
+    def keep(self, ids: list[int], kc, vc, slot: int) -> None:
+        """Keep slot ``slot``'s K/V of its first ``len(ids)`` positions (``ids``: the tokens they encode)."""
+        n = len(ids)
+        key = tuple(ids)
+        size = 2 * len(kc) * kc[0][slot, :, :n].numel() * kc[0].element_size()
+        if key in self.kept or self._kept_bytes + size > self.keep_kv_bytes:
+            return
+        self.kept[key] = [(K[slot, :, :n].clone(), V[slot, :, :n].clone()) for K, V in zip(kc, vc)]
+        self._kept_bytes += size
+
+    def lookup(self, prompt: list[int]):
+        """(length, per-layer K/V) of the longest kept prefix of ``prompt`` that leaves at least one token to
+        prefill, or (0, None)."""
+        for n in self._prev_lens:
+            if n < len(prompt):
+                kv = self.prev.get(tuple(prompt[:n]))
+                if kv is not None:
+                    return n, kv
+        return 0, None
 
     def _linear(self, x, w, b=None):
         """``F.linear``, or oneDNN's linear on a weight reordered once at snapshot time when packed: a bf16
@@ -146,26 +188,37 @@ class FastLlama:
         """Prefill several prompts in one pass: their tokens are stacked (no padding) so every matmul and
         elementwise op runs once over all of them; only attention runs per prompt (causal within a prompt).
         Per-op overhead, not arithmetic, dominated one-prompt prefill (measured: 61 ms for a 146-token prompt, of
-        which 30 ms in matmuls). Returns (per-layer K and V [n_kv, L, hd], last-token logits) per prompt."""
-        lens = [len(p) for p in prompts]
+        which 30 ms in matmuls). A prompt that extends K/V kept from the last call (``lookup``) prefills only
+        its new tokens, attending to the kept ones. Returns (per-layer K and V [n_kv, L, hd], last-token logits)
+        per prompt."""
+        found = [self.lookup(p) for p in prompts]
+        starts = [n for n, _ in found]
+        lens = [len(p) - a for p, a in zip(prompts, starts)]
+        self.reused_tokens = getattr(self, "reused_tokens", 0) + sum(starts)
         N = sum(lens)
         spans, a = [], 0
         for L in lens:
             spans.append((a, a + L))
             a += L
-        cos, sin = self._rope_table(max(lens))
-        pos = torch.cat([torch.arange(L, device=self.device) for L in lens])
+        cos, sin = self._rope_table(max(len(p) for p in prompts))
+        pos = torch.cat([torch.arange(st, len(p), device=self.device) for p, st in zip(prompts, starts)])
         cos, sin = cos[pos].unsqueeze(1), sin[pos].unsqueeze(1)  # [N, 1, hd]
-        x = self.embed[torch.tensor([t for p in prompts for t in p], device=self.device)].float()  # [N, D]
+        x = self.embed[torch.tensor([t for p, st in zip(prompts, starts) for t in p[st:]],
+                                    device=self.device)].float()  # [N, D]
         hd, H, Hk = self.head_dim, self.n_heads, self.n_kv
         kvs: list[list] = [[] for _ in prompts]
-        for lw in self.layers:
+        batched = self.batched_attention and not any(starts)
+        for li, lw in enumerate(self.layers):
             qkv = self._linear(self._rms(x, lw[0]), lw[1], lw[2])
             qk = self._rotate(qkv[:, :(H + Hk) * hd].float().view(N, H + Hk, hd), cos, sin).to(self.dtype)
             v = qkv[:, (H + Hk) * hd:].reshape(N, Hk, hd)
             for j, (a, b) in enumerate(spans):
-                kvs[j].append((qk[a:b, H:].transpose(0, 1), v[a:b].transpose(0, 1)))
-            if self.batched_attention:
+                k_new, v_new = qk[a:b, H:].transpose(0, 1), v[a:b].transpose(0, 1)
+                if starts[j]:
+                    K0, V0 = found[j][1][li]
+                    k_new, v_new = torch.cat([K0, k_new], 1), torch.cat([V0, v_new], 1)
+                kvs[j].append((k_new, v_new))
+            if batched:
                 o = F.scaled_dot_product_attention(
                     qk[:, :H].transpose(0, 1).unsqueeze(0), qk[:, H:].transpose(0, 1).unsqueeze(0),
                     v.transpose(0, 1).unsqueeze(0), attn_mask=block_causal(spans, self.device),
@@ -174,8 +227,13 @@ class FastLlama:
                 o = torch.empty(N, H, hd, dtype=self.dtype, device=self.device)
                 for j, (a, b) in enumerate(spans):
                     q, (k, vj) = qk[a:b, :H].transpose(0, 1), kvs[j][-1]
+                    # queries at positions st..L-1 over keys 0..L-1: causal, offset by the kept prefix
+                    mask = None if not starts[j] else (
+                        torch.arange(k.shape[1], device=self.device)[None, :]
+                        <= torch.arange(starts[j], starts[j] + b - a, device=self.device)[:, None])
                     o[a:b] = F.scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), vj.unsqueeze(0),
-                                                            is_causal=True, enable_gqa=H != Hk)[0].transpose(0, 1)
+                                                            attn_mask=mask, is_causal=mask is None,
+                                                            enable_gqa=H != Hk)[0].transpose(0, 1)
             x = x + self._linear(o.reshape(N, H * hd), lw[3], lw[4])
             x = self._mlp(x, lw)
         logits = self._logits(x[[b - 1 for _, b in spans]])

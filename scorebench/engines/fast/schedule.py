@@ -45,6 +45,8 @@ def run(runner, prompts: list[list[int]], params: SamplingParams, eos_ids: list[
     log-probabilities in ``runner.logprobs`` (None when greedy)."""
     t0 = time.perf_counter()
     runner.maybe_refresh()
+    runner.start_call()
+    runner.reused_tokens = 0
     n = params.n
     out: list[list[list[int] | None]] = [[None] * n for _ in prompts]
     runner.logprobs = [[None] * n for _ in prompts]
@@ -63,7 +65,9 @@ def run(runner, prompts: list[list[int]], params: SamplingParams, eos_ids: list[
     wall = time.perf_counter() - t0
     runner.stats = {"ttft_s": ttft, "decode_steps": steps, "decode_tokens": decode_tokens, "wall_s": wall,
                   "prefill_s": waiting.prefill_s, "decode_s": wall - waiting.prefill_s, "slots": S,
-                  "decode": runner.decode_mode}
+                  "decode": runner.decode_mode, "reused_prompt_tokens": runner.reused_tokens,
+                  "prompt_tokens": sum(len(p) for p in prompts)}
+    runner.prev, runner._prev_lens = {}, []  # served: the next call sees only what this one kept
     return out  # type: ignore[return-value]
 
 
@@ -148,6 +152,8 @@ def _run_dynamic(runner, prompts, params, eos, S, waiting, finish, t0):
             if nlps is not None:
                 job[3].append(nlps[r])
             if nl[r] in eos or len(job[2]) >= max_new:
+                if runner.keep_kv_bytes:  # positions [0, pos) hold the prompt and all drawn tokens but the last
+                    runner.keep(prompts[job[0]] + job[2][:-1], kc, vc, r)
                 finish(job)
                 if not start(r):  # nothing waits: move the last active row here and shrink the batch
                     nb -= 1

@@ -374,3 +374,57 @@ def test_released_weights_are_rebuilt_from_the_live_model(mt):
     with torch.no_grad():
         m.model.layers[3].mlp.down_proj.weight.mul_(-3.0)
     assert ids(e.generate(c, p)) == ids(HFEngine(model=m, tokenizer=mt[1], fast=False).generate(c, p)) != before
+
+
+def _second_turns(tok, convs, firsts):
+    from scorebench.api.protocol import SELF_CORRECTION_INSTRUCTION
+    return [c + [{"role": "assistant", "content": f[0].text}, {"role": "user", "content": SELF_CORRECTION_INSTRUCTION}]
+            for c, f in zip(convs, firsts)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_second_turn_reuses_first_turns_kv(mt, dtype):
+    """A second turn prefills only what follows the first turn's answer (K/V kept from decoding it) and gives the
+    prefill logits of a prefill from scratch — greedy second turns identical in fp32, the drawn tokens' log-probs
+    within bf16's own noise in bf16 — while a budget of 0 reuses nothing."""
+    m, tok = mt
+    convs = [conv(t) for t in PROMPTS]
+    kept = HFEngine(model=m, tokenizer=tok, compute_dtype=dtype, batch_size=3)
+    fresh = HFEngine(model=m, tokenizer=tok, compute_dtype=dtype, batch_size=3, keep_kv_mb=0)
+    p1 = SamplingParams(temperature=0, max_new_tokens=40)
+    firsts = kept.generate(convs, p1)
+    assert ids(firsts) == ids(fresh.generate(convs, p1))
+    second = _second_turns(tok, convs, firsts)
+    p2 = SamplingParams(temperature=0.7, max_new_tokens=24, n=2, seed=3) if dtype == "bfloat16" else \
+        SamplingParams(temperature=0, max_new_tokens=24)
+    got = kept.generate(second, p2)
+    reused = kept.last_stats["reused_prompt_tokens"]
+    finished = [f[0] for f in firsts if f[0].finish_reason == "stop"]
+    assert finished and any(f[0].finish_reason == "length" for f in firsts)  # both cases are exercised
+    # every finished first turn serves its prompt and answer, less the last token, which was never fed; a cut
+    # one serves as much as its text re-renders to the same tokens
+    assert sum(len(f.prompt_ids) + len(f.token_ids) - 1 for f in finished) <= reused \
+        <= sum(len(f[0].prompt_ids) + len(f[0].token_ids) - 1 for f in firsts)
+    want = fresh.generate(second, p2)
+    assert fresh.last_stats["reused_prompt_tokens"] == 0
+    if dtype == "float32":
+        assert ids(got) == ids(want)
+    else:  # up to a sample's first differing token both drew the same prefix: log-probs agree as bf16 allows
+        gaps = []  # (bf16's own floor, results/signal-arith/bf16-floor.json: 1.2e-2 mean per token)
+        for a, b in zip(got, want):
+            for ca, cb in zip(a, b):
+                n = next((i for i, (x, y) in enumerate(zip(ca.token_ids, cb.token_ids)) if x != y),
+                         min(len(ca.token_ids), len(cb.token_ids)))
+                gaps += [abs(x - y) for x, y in zip(ca.logprobs[:n], cb.logprobs[:n])]
+        assert len(gaps) > 20 and sum(gaps) / len(gaps) < 0.03 and max(gaps) < 0.5
+    # the prefill from kept K/V gives the logits of a prefill from scratch
+    kept.generate(convs, p1)
+    run = kept._runner
+    run.start_call()
+    for c in second:
+        p = kept.render(c)
+        n, _ = run.lookup(p)
+        (_, a), = run.prefill_many([p])
+        (_, b), = fresh._runner.prefill_many([p])
+        assert (a - b).abs().max() < (1e-3 if dtype == "float32" else 0.35), n
+    assert run.reused_tokens > 0
