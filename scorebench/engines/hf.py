@@ -51,7 +51,7 @@ class HFEngine(Engine):
 
     def __init__(self, model=None, tokenizer=None, model_name: str | None = None, dtype: str = "float32",
                  device: str = "cpu", batch_size: int = 32, threads: int | None = None, fast: bool = True,
-                 compute_dtype: str = "auto", pack: bool = True, decode: str = "auto", keep_kv_mb: float = 512,
+                 compute_dtype: str = "auto", pack: bool = True, decode: str = "auto", keep_kv_mb: float = 256,
                  **_):
         if threads:
             torch.set_num_threads(threads)

@@ -68,6 +68,7 @@ def run(runner, prompts: list[list[int]], params: SamplingParams, eos_ids: list[
                   "decode": runner.decode_mode, "reused_prompt_tokens": runner.reused_tokens,
                   "prompt_tokens": sum(len(p) for p in prompts)}
     runner.prev, runner._prev_lens = {}, []  # served: the next call sees only what this one kept
+    runner._kept_bytes = sum(2 * sum(k.numel() * k.element_size() for k, _ in kv) for kv in runner.kept.values())
     return out  # type: ignore[return-value]
 
 

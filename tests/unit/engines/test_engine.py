@@ -428,3 +428,26 @@ def test_second_turn_reuses_first_turns_kv(mt, dtype):
         (_, b), = fresh._runner.prefill_many([p])
         assert (a - b).abs().max() < (1e-3 if dtype == "float32" else 0.35), n
     assert run.reused_tokens > 0
+
+
+def test_kept_kv_stays_within_its_budget(mt):
+    """The K/V kept for the next call, with what the last call kept while this one runs, never exceeds
+    ``keep_kv_mb``: a budget for about two first turns serves about two second turns, and nothing more."""
+    m, tok = mt
+    convs = [conv(t) for t in PROMPTS]
+    per_token = 2 * m.config.num_hidden_layers * m.config.num_key_value_heads * 64 * 4  # fp32 K and V
+    small = HFEngine(model=m, tokenizer=tok, compute_dtype="float32", batch_size=3,
+                     keep_kv_mb=2 * 120 * per_token / 2 ** 20)
+    firsts = small.generate(convs, SamplingParams(temperature=0, max_new_tokens=40))
+    run = small._runner
+    held = run._kept_bytes
+    assert 0 < held <= run.keep_kv_bytes and 1 <= len(run.kept) < len(PROMPTS)
+    def nbytes(d):
+        return sum(2 * sum(k.numel() * k.element_size() for k, _ in kv) for kv in d.values())
+    seen = []
+    orig = run.keep
+    run.keep = lambda *a: (orig(*a), seen.append(nbytes(run.kept) + nbytes(run.prev)))
+    small.generate(_second_turns(tok, convs, firsts), SamplingParams(temperature=0, max_new_tokens=8))
+    assert 0 < small.last_stats["reused_prompt_tokens"] and seen
+    assert max(seen) <= run.keep_kv_bytes  # what this call keeps and what the last one kept, together
+    assert nbytes(run.kept) == run._kept_bytes <= run.keep_kv_bytes
