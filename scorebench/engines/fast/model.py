@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from ..base import SamplingParams
 from . import schedule
 from .schedule import PREFILL_PROMPTS, PREFILL_TOKENS
-from .weights import base_model, can_pack, copy_into, snapshot
+from ... import onednn
+from .weights import base_model, can_pack, copy_into, head_packable, snapshot
 
 _FAST_TYPES = ("llama", "mistral", "qwen2")
 
@@ -55,6 +56,9 @@ class FastLlama:
         self.prefill_prompts = 128 if on_gpu else PREFILL_PROMPTS
         self.prefill_tokens = 8192 if on_gpu else PREFILL_TOKENS
         self._fingerprint = None
+        self._head = None
+        self.pack_head = self.device.type == "cpu"
+        """Pack the fp32 output layer for oneDNN (``weights.head_packable``); False = ``F.linear``, as on a GPU."""
         self._cos = self._sin = None
         self.static: dict = {}
         """Fixed-shape decode states (``static.StaticBatch``) by shape; their CUDA graphs read this snapshot's
@@ -93,6 +97,8 @@ class FastLlama:
                 self.static.clear()  # a tensor changed shape: captured graphs would read the old ones
         self._snapshot = snap
         self.layers, self.norm, self.embed, self.lm_head = snap
+        # the output layer packed for oneDNN where it can be (not under captured graphs, which read it by address)
+        self._head = onednn.pack(self.lm_head) if self.pack_head and head_packable(self.lm_head) else None
         self._fingerprint = self._current_fingerprint()
 
     def release(self) -> None:
@@ -102,7 +108,7 @@ class FastLlama:
         self.forget()
         if any(st.graph is not None for st in self.static.values()):
             return
-        self._snapshot = self.layers = self.norm = self.embed = self.lm_head = None
+        self._snapshot = self.layers = self.norm = self.embed = self.lm_head = self._head = None
         self._fingerprint = None
 
     # -- K/V kept across calls -------------------------------------------------------------------------------
@@ -179,7 +185,8 @@ class FastLlama:
     def _logits(self, x):
         """fp32 logits from the fp32 residual stream: the final norm and the output layer in fp32 (as the trainer)."""
         x = x.float()
-        return F.linear(x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.norm, self.lm_head)
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.norm
+        return F.linear(x, self.lm_head) if self._head is None else onednn.linear(x, self._head)
 
     def prefill(self, ids: list[int]):
         """Run one prompt; return (per-layer K and V [n_kv, L, hd] in the compute dtype, last-token logits)."""

@@ -63,3 +63,17 @@ def test_no_kl_needs_no_reference_and_frozen_weight_gets_no_grad():
     assert float(kl_sum) == 0.0 and h.grad is not None and w.grad is None
     with pytest.raises(ValueError, match="reference"):
         fused_token_loss(h, w, t, torch.ones(5), torch.ones(5))
+
+
+def test_no_rows_give_zero_gradients():
+    """A rank with nothing to train still runs a zero-weight forward and backward (so the all-reduce never waits for
+    it): with no selected rows the loss is 0 and the output weight's gradient exactly 0, not whatever memory held."""
+    torch.manual_seed(0)
+    w = torch.randn(300, 8, requires_grad=True)
+    for _ in range(2):  # the second call may get a recycled, non-zero allocation
+        h = torch.randn(0, 8, requires_grad=True)
+        loss = fused_token_loss(h, w, torch.zeros(0, dtype=torch.long), torch.zeros(0), torch.zeros(0))[0]
+        (loss * 1.0).backward()
+        assert float(loss) == 0.0 and w.grad is not None and bool((w.grad == 0).all())
+        junk = torch.full((300, 8), 7.0)  # leave non-zero memory behind for the next allocation
+        del junk

@@ -1,0 +1,46 @@
+"""oneDNN's linear on a weight reordered once into its blocked layout ("packed"), for CPU matmuls whose weight is
+fixed across many calls. Why: PyTorch's default CPU matmul re-packs the weight on every call; measured on a 2-core
+AMD EPYC, one thread, fp32, the embedded model's output layer (576 → 49,152): 256 rows 0.16 s against 0.25 s, 32 rows
+(a decode step) 0.022 s against 0.038 s; its gradient matmul (49,152 → 576) 0.14 s against 0.19 s. Same arithmetic
+up to the order of summation (fp32 results ~1e-6 apart). ``packable`` says where it applies; elsewhere (a GPU, a
+build without oneDNN) callers use ``F.linear``."""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+
+@functools.lru_cache(maxsize=None)
+def _works(dtype: torch.dtype) -> bool:
+    """One tiny packed matmul in ``dtype`` that must equal F.linear's: a build or CPU without it falls back."""
+    try:
+        w = torch.randn(8, 4).to(dtype)
+        x = torch.randn(3, 4).to(dtype)
+        got = linear(x, torch.ops.mkldnn._reorder_linear_weight(w, 32))
+        return bool(torch.allclose(got.float(), torch.nn.functional.linear(x, w).float(), atol=1e-2))
+    except Exception:
+        return False
+
+
+def packable(w: torch.Tensor) -> bool:
+    """Whether ``w`` (a weight on the CPU, fp32 or bf16) can be packed here."""
+    if w.device.type != "cpu" or w.dtype not in (torch.float32, torch.bfloat16):
+        return False
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
+        return False
+    if w.dtype == torch.bfloat16:
+        from .engines.fast.weights import bf16_native
+        if not bf16_native():
+            return False
+    return _works(w.dtype)
+
+
+def pack(w: torch.Tensor) -> torch.Tensor:
+    """``w`` (out × in) reordered for ``linear``; a snapshot: later changes to ``w`` are not seen."""
+    return torch.ops.mkldnn._reorder_linear_weight(w.detach().contiguous(), 32)
+
+
+def linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x @ W^T (+ bias) for a ``pack``-ed W."""
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
