@@ -23,17 +23,23 @@ def _works(dtype: torch.dtype) -> bool:
         return False
 
 
-def packable(w: torch.Tensor) -> bool:
-    """Whether ``w`` (a weight on the CPU, fp32 or bf16) can be packed here."""
-    if w.device.type != "cpu" or w.dtype not in (torch.float32, torch.bfloat16):
+def usable(dtype: torch.dtype, device) -> bool:
+    """Whether weights of ``dtype`` on ``device`` can be packed here: the CPU, fp32, or bf16 where the CPU has
+    native bf16 (elsewhere oneDNN's bf16 is emulated and slower than fp32)."""
+    if torch.device(device).type != "cpu" or dtype not in (torch.float32, torch.bfloat16):
         return False
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
         return False
-    if w.dtype == torch.bfloat16:
+    if dtype == torch.bfloat16:
         from .engines.fast.weights import bf16_native
         if not bf16_native():
             return False
-    return _works(w.dtype)
+    return _works(dtype)
+
+
+def packable(w: torch.Tensor) -> bool:
+    """Whether the weight ``w`` can be packed here (``usable`` for its dtype and device)."""
+    return usable(w.dtype, w.device)
 
 
 def pack(w: torch.Tensor) -> torch.Tensor:

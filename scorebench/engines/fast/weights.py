@@ -1,8 +1,8 @@
 """The fast engine's weights: a snapshot of a Llama-family model's weights in the compute dtype.
 
-QKV and gate/up projections are fused into one matrix each, peft LoRA deltas are merged in, and on a CPU with
-native bf16 the matmul weights are reordered once into oneDNN's blocked layout (``pack``), so no matmul re-packs
-its weight per call. The residual stream's norms and the output layer stay fp32.
+QKV and gate/up projections are fused into one matrix each, peft LoRA deltas are merged in, and on a CPU (fp32, or
+bf16 where the CPU has it natively) the matmul weights are reordered once into oneDNN's blocked layout (``pack``),
+so no matmul re-packs its weight per call. The residual stream's norms and the output layer stay fp32.
 """
 from __future__ import annotations
 
@@ -103,9 +103,12 @@ def copy_into(old, new) -> bool:
 
 
 def can_pack(dtype: torch.dtype, device) -> bool:
-    """Whether oneDNN weight prepacking applies: bf16 on a CPU with native bf16."""
-    return dtype == torch.bfloat16 and torch.device(device).type == "cpu" and bf16_native() \
-        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+    """Whether oneDNN weight prepacking applies (``scorebench.onednn.usable``): fp32 on a CPU, bf16 on a CPU with
+    native bf16. fp32 packed: validation-shaped greedy rollouts (64 problems, two turns) 1.3x less CPU on a 2-core
+    EPYC, every episode identical (summation order differs from MKL's by ~1e-6, below what moves a greedy token
+    there)."""
+    from ...onednn import usable
+    return usable(dtype, device)
 
 
 def pack(w: torch.Tensor) -> torch.Tensor:

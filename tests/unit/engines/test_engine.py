@@ -341,8 +341,9 @@ def test_static_sampling_distribution(mt):
 def test_refresh_keeps_captured_addresses(mt):
     """A CUDA graph reads the snapshot by address: with a captured state, a refresh must write the new weights
     into the same tensors (and drop the states when a shape changed) — checked here with a stand-in graph."""
-    m = copy.deepcopy(mt[0])
-    e = HFEngine(model=m, tokenizer=mt[1], compute_dtype="float32", decode="static")
+    m = copy.deepcopy(mt[0])  # unpacked, as on the GPU (the only place graphs are captured, and never packed)
+    e = HFEngine(model=m, tokenizer=mt[1], compute_dtype="float32", decode="static", pack=False)
+    e._runner.pack_head = False
     e.generate([conv("Hi")], SamplingParams(temperature=0, max_new_tokens=2))
     r = e._runner
     (st,) = r.static.values()
@@ -451,3 +452,24 @@ def test_kept_kv_stays_within_its_budget(mt):
     assert 0 < small.last_stats["reused_prompt_tokens"] and seen
     assert max(seen) <= run.keep_kv_bytes  # what this call keeps and what the last one kept, together
     assert nbytes(run.kept) == run._kept_bytes <= run.keep_kv_bytes
+
+
+def test_fp32_packed_weights_give_the_same_greedy_turns(mt, plain):
+    """fp32 weights packed for oneDNN (the CPU default now) differ from ``F.linear`` only in summation order: prefill
+    logits within 1e-4, greedy samples identical to unpacked ones and to transformers ``generate``."""
+    m, tok = mt
+    packed = HFEngine(model=m, tokenizer=tok, compute_dtype="float32", batch_size=3)
+    unpacked = HFEngine(model=m, tokenizer=tok, compute_dtype="float32", batch_size=3, pack=False)
+    from scorebench import onednn
+    if not onednn.usable(torch.float32, "cpu"):
+        pytest.skip("no oneDNN on this build")
+    assert packed.describe()["packed"] and not unpacked.describe()["packed"]
+    p = packed.render(conv(PROMPTS[3]))
+    for e in (packed, unpacked):
+        e._runner.maybe_refresh()
+    (_, a), = packed._runner.prefill_many([p])
+    (_, b), = unpacked._runner.prefill_many([p])
+    assert 0 < float((a - b).abs().max()) < 1e-4  # not the same kernel, the same numbers
+    convs = [conv(t) for t in PROMPTS]
+    params = SamplingParams(temperature=0, max_new_tokens=12)
+    assert ids(packed.generate(convs, params)) == ids(unpacked.generate(convs, params)) == ids(plain.generate(convs, params))
