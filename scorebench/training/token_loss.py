@@ -23,34 +23,21 @@ from __future__ import annotations
 
 import torch
 
-from .. import onednn
-
 CHUNK_ROWS = 256
 """Rows per chunk: (rows x vocab) fp32 temporaries of ~50 MB each for a 49k vocabulary."""
 
 
 class _Workspace:
-    """Two (chunk x vocab) fp32 buffers every chunk of a step reuses, and the output layers packed for oneDNN.
-    Why: each such tensor is ~50 MB, above glibc's largest mmap threshold, so a fresh one per operation is a fresh
-    mapping whose pages fault in on first touch — measured, the page faults and the extra passes of out-of-place
-    ops cost about as much as the output layer's own matmuls. ``release()`` hands them back (the trainer does
-    after each step)."""
+    """Three (chunk x vocab) fp32 buffers every chunk of a step reuses. Why: each such tensor is ~50 MB, above
+    glibc's largest mmap threshold, so a fresh one per operation is a fresh mapping whose pages fault in on first
+    touch — measured, the page faults and the extra passes of out-of-place ops cost about as much as the
+    output layer's own matmuls. ``release()`` hands them back (the trainer does after each step).
+
+    Not packed for oneDNN here, unlike the engine's output layer (``scorebench.onednn``): packing the policy's and the
+    reference's output layers and the transpose (three 113 MB copies a step) made the loss 1.14x faster alone but no
+    measurable difference to a 16 x 4 step, and raised the step's peak by ~0.35 GB."""
 
     buffers: dict = {}
-    packed: dict = {}
-
-    @classmethod
-    def matmul(cls, w: torch.Tensor, transposed: bool = False):
-        """x -> x @ W^T (``transposed``: x @ W) for fp32 rows x, with W packed for oneDNN once per step where it can
-        be (``scorebench.onednn``: ~1.3-1.5x faster for these shapes on a CPU), else a plain matmul."""
-        w = w.float()
-        if not onednn.packable(w):
-            return (lambda x: x @ w) if transposed else (lambda x: x @ w.t())
-        key = (w.data_ptr(), w._version, tuple(w.shape), transposed)
-        if key not in cls.packed:  # the entry holds w itself, so no other tensor can take its address meanwhile
-            cls.packed[key] = (w, onednn.pack(w.t() if transposed else w))
-        wp = cls.packed[key][1]
-        return lambda x: onednn.linear(x, wp)
 
     @classmethod
     def get(cls, rows: int, vocab: int, device) -> list[torch.Tensor]:
@@ -58,13 +45,12 @@ class _Workspace:
         bufs = cls.buffers.get(key)
         if bufs is None or bufs[0].shape[0] < rows:
             bufs = cls.buffers[key] = [torch.empty(rows, vocab, dtype=torch.float32, device=device)
-                                       for _ in range(2)]
+                                       for _ in range(3)]
         return [b[:rows] for b in bufs]
 
     @classmethod
     def release(cls) -> None:
         cls.buffers.clear()
-        cls.packed.clear()
 
 
 release_workspace = _Workspace.release
@@ -82,8 +68,8 @@ class _FusedTokenLoss(torch.autograd.Function):
 
     @staticmethod
     def _forward(ctx, h, w, targets, ws, ks, h_ref, w_ref, temperature, estimator, chunk):
-        """Per chunk, with B, C the workspace's buffers, A the logits' own tensor, every later (rows x vocab) step
-        in place: C = log q (reference), B = log p, A = p; then dz = p * a + onehot(y) * b with a = w + k (d - KL),
+        """Per chunk, with A, B, C the workspace's buffers and every (rows x vocab) step in place:
+        C = log q (reference), B = log p, A = p; then dz = p * a + onehot(y) * b with a = w + k (d - KL),
         b = -w ("full") or a = w - k d_y, b = k d_y - w ("k2"), built in C."""
         need_h = ctx.needs_input_grad[0]
         need_w = ctx.needs_input_grad[1]
@@ -97,14 +83,13 @@ class _FusedTokenLoss(torch.autograd.Function):
         pg = torch.zeros((), dtype=torch.float64, device=h.device)
         kl_term = torch.zeros((), dtype=torch.float64, device=h.device)
         kl_sum = torch.zeros((), dtype=torch.float64, device=h.device)
-        logits_of = _Workspace.matmul(w)
-        ref_logits_of = _Workspace.matmul(w_ref) if bool(sel.any()) else None
-        grad_h_of = _Workspace.matmul(w, transposed=True) if need_h else None
+        wt = w.float().t()
+        wt_ref = w_ref.float().t() if bool(sel.any()) else None
         bufs = _Workspace.get(min(n, chunk), w.shape[0], h.device)
         for i in range(0, n, chunk):
             j = min(n, i + chunk)
             m = j - i
-            B, C = (b[:m] for b in bufs)
+            A, B, C = (b[:m] for b in bufs)
             hc = h[i:j].float()
             t, wc, s = targets[i:j], ws[i:j], sel[i:j]
             any_kl = bool(s.any())
@@ -112,11 +97,12 @@ class _FusedTokenLoss(torch.autograd.Function):
             if any_kl:  # C = log q at the rows with a KL term
                 hr = h_ref[ref_row[i:j][rows]].float() * inv_t
                 if isinstance(rows, slice):
-                    _log_softmax_into(ref_logits_of(hr), C)
+                    torch.mm(hr, wt_ref, out=A)
+                    _log_softmax_into(A, C)
                 else:
                     C.zero_()
-                    C[rows] = torch.log_softmax(ref_logits_of(hr), -1)
-            A = logits_of(hc * inv_t)  # z / T
+                    C[rows] = torch.log_softmax(hr @ wt_ref, -1)
+            torch.mm(hc * inv_t, wt, out=A)  # z / T
             _log_softmax_into(A, B)  # log p
             logp_t = B.gather(-1, t[:, None]).squeeze(-1)
             pg -= (wc.double() * logp_t.double()).sum()
@@ -145,7 +131,7 @@ class _FusedTokenLoss(torch.autograd.Function):
             C.mul_(A)  # dz / (1/T): p * a
             C.scatter_add_(-1, t[:, None], b[:, None])  # + onehot(y) * b
             if need_h:
-                grad_h[i:j] = grad_h_of(C).mul_(inv_t)
+                torch.mm(C, w.float(), out=grad_h[i:j]).mul_(inv_t)
             if need_w:
                 grad_w.addmm_(C.t(), hc, beta=0 if i == 0 else 1, alpha=inv_t)
             del hc
