@@ -11,6 +11,14 @@ import functools
 import torch
 
 
+def bf16_native() -> bool:
+    """True when this CPU has native bf16 matmul (AVX-512 bf16 / AMX), where bf16 decoding pays off."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # pragma: no cover - old torch
+        return False
+
+
 @functools.lru_cache(maxsize=None)
 def _works(dtype: torch.dtype) -> bool:
     """One tiny packed matmul in ``dtype`` that must equal F.linear's: a build or CPU without it falls back."""
@@ -30,10 +38,8 @@ def usable(dtype: torch.dtype, device) -> bool:
         return False
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
         return False
-    if dtype == torch.bfloat16:
-        from .engines.fast.weights import bf16_native
-        if not bf16_native():
-            return False
+    if dtype == torch.bfloat16 and not bf16_native():
+        return False
     return _works(dtype)
 
 

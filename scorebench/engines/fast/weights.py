@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import torch
 
-
-def bf16_native() -> bool:
-    """True when this CPU has native bf16 matmul (AVX-512 bf16 / AMX), where bf16 decoding pays off."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # pragma: no cover - old torch
-        return False
+from ...onednn import bf16_native  # noqa: F401  (where the engine's callers import it from)
 
 
 def base_model(model):
