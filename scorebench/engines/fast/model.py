@@ -89,6 +89,7 @@ class FastLlama:
 
     @torch.no_grad()
     def refresh(self) -> None:
+        self.forget()  # K/V kept from the old weights would be wrong under the new ones
         snap = snapshot(self.model, self.dtype, self.packed)
         if any(st.graph is not None for st in self.static.values()):
             if copy_into(self._snapshot, snap):

@@ -473,3 +473,20 @@ def test_fp32_packed_weights_give_the_same_greedy_turns(mt, plain):
     convs = [conv(t) for t in PROMPTS]
     params = SamplingParams(temperature=0, max_new_tokens=12)
     assert ids(packed.generate(convs, params)) == ids(unpacked.generate(convs, params)) == ids(plain.generate(convs, params))
+
+
+def test_kept_kv_is_dropped_when_the_weights_change(mt):
+    """K/V kept from one call were computed with that call's weights: after a weight update (an optimizer step) the
+    next call must prefill from scratch, and gives what a fresh engine gives."""
+    m = copy.deepcopy(mt[0])
+    tok = mt[1]
+    convs = [conv(t) for t in PROMPTS[:3]]
+    e = HFEngine(model=m, tokenizer=tok, compute_dtype="float32", batch_size=3)
+    firsts = e.generate(convs, SamplingParams(temperature=0, max_new_tokens=16))
+    with torch.no_grad():
+        m.model.layers[0].mlp.down_proj.weight.mul_(1.5)
+    second = _second_turns(tok, convs, firsts)
+    got = e.generate(second, SamplingParams(temperature=0, max_new_tokens=8))
+    assert e.last_stats["reused_prompt_tokens"] == 0
+    fresh = HFEngine(model=m, tokenizer=tok, compute_dtype="float32", batch_size=3, keep_kv_mb=0)
+    assert ids(got) == ids(fresh.generate(second, SamplingParams(temperature=0, max_new_tokens=8)))
