@@ -24,3 +24,12 @@ def test_packed_linear_equals_f_linear_and_is_a_snapshot():
     before = onednn.linear(x, packed)
     w.mul_(2.0)  # the packed copy does not follow: callers repack when the weight changes
     assert torch.equal(onednn.linear(x, packed), before)
+
+
+def test_asking_does_not_touch_the_global_generator():
+    onednn._works.cache_clear()
+    torch.manual_seed(123)
+    want = torch.rand(3)
+    torch.manual_seed(123)
+    onednn.usable(torch.float32, "cpu")
+    assert torch.equal(torch.rand(3), want)
