@@ -8,8 +8,9 @@ Two paths:
 * ``fast=True`` (default, Llama-family models: llama / mistral / qwen2): our own decode loop (the ``fast``
   package) over a snapshot of the weights in the compute dtype (bf16 where the CPU has native bf16, else the
   model's dtype), with fused QKV and gate/up projections (on a CPU reordered once into oneDNN's blocked layout,
-  fp32 or, where the CPU has it natively, bf16, so no matmul re-packs its weight per call), a preallocated KV cache, waiting prompts prefilled
-  together (stacked without padding, attention per prompt), one prefill per conversation shared by its ``n``
+  fp32 or, where the CPU has it natively, bf16, so no matmul re-packs its weight per call), a preallocated KV
+  cache, waiting prompts prefilled together (stacked without padding, attention per prompt), one prefill per
+  conversation shared by its ``n``
   samples, a two-level float64 inverse-CDF draw, and continuous refill (a finished row is replaced at once by a
   waiting sample, so the batch stays full). The residual stream and norms stay fp32; only matmul inputs are cast.
   Sampling draws from the exact softmax (temperature, nucleus top_p) with the uniform of token t of sample k of

@@ -18,7 +18,7 @@ from ..base import SamplingParams
 from . import schedule
 from .schedule import PREFILL_PROMPTS, PREFILL_TOKENS
 from ... import onednn
-from .weights import base_model, can_pack, copy_into, head_packable, snapshot
+from .weights import base_model, can_pack, copy_into, snapshot
 
 _FAST_TYPES = ("llama", "mistral", "qwen2")
 
@@ -34,7 +34,7 @@ class FastLlama:
         kept included while this one runs; 0 = none. 256 MB holds a 16 x 4 bf16 rollout's first turns."""
         self.kept: dict = {}
         self.prev: dict = {}
-        self._kept_bytes = 0
+        self._kept_bytes = self._prev_bytes = self.reused_tokens = 0
         self._prev_lens: list[int] = []
         m = base_model(model)
         cfg = m.config
@@ -58,7 +58,8 @@ class FastLlama:
         self._fingerprint = None
         self._head = None
         self.pack_head = self.device.type == "cpu"
-        """Pack the fp32 output layer for oneDNN (``weights.head_packable``); False = ``F.linear``, as on a GPU."""
+        """Pack the fp32 output layer for oneDNN (``onednn.packable``): the largest matmul of a decode step, ~0.6x
+        the time packed; False = ``F.linear``, as on a GPU."""
         self._cos = self._sin = None
         self.static: dict = {}
         """Fixed-shape decode states (``static.StaticBatch``) by shape; their CUDA graphs read this snapshot's
@@ -99,7 +100,7 @@ class FastLlama:
         self._snapshot = snap
         self.layers, self.norm, self.embed, self.lm_head = snap
         # the output layer packed for oneDNN where it can be (not under captured graphs, which read it by address)
-        self._head = onednn.pack(self.lm_head) if self.pack_head and head_packable(self.lm_head) else None
+        self._head = onednn.pack(self.lm_head) if self.pack_head and onednn.packable(self.lm_head) else None
         self._fingerprint = self._current_fingerprint()
 
     def release(self) -> None:
@@ -121,10 +122,18 @@ class FastLlama:
     def start_call(self) -> None:
         """Make what the last call kept available to this one; start keeping afresh."""
         self.prev, self.kept = self.kept, {}  # what the last call kept still counts against the budget
+        self._prev_bytes, self.reused_tokens = self._kept_bytes, 0
         self._prev_lens = sorted({len(k) for k in self.prev}, reverse=True)
 
+    def end_call(self) -> None:
+        """The call is served: drop what the last one kept; only what this one kept stays for the next."""
+        self.prev, self._prev_lens = {}, []
+        self._kept_bytes -= self._prev_bytes
+        self._prev_bytes = 0
+
     def forget(self) -> None:
-        self.prev, self.kept, self._kept_bytes, self._prev_lens = {}, {}, 0, []
+        self.prev, self.kept, self._prev_lens = {}, {}, []
+        self._kept_bytes = self._prev_bytes = 0
 
     def keep(self, ids: list[int], kc, vc, slot: int) -> None:
         """Keep slot ``slot``'s K/V of its first ``len(ids)`` positions (``ids``: the tokens they encode)."""
@@ -204,7 +213,7 @@ class FastLlama:
         found = [self.lookup(p) for p in prompts]
         starts = [n for n, _ in found]
         lens = [len(p) - a for p, a in zip(prompts, starts)]
-        self.reused_tokens = getattr(self, "reused_tokens", 0) + sum(starts)
+        self.reused_tokens += sum(starts)
         N = sum(lens)
         spans, a = [], 0
         for L in lens:

@@ -46,7 +46,6 @@ def run(runner, prompts: list[list[int]], params: SamplingParams, eos_ids: list[
     t0 = time.perf_counter()
     runner.maybe_refresh()
     runner.start_call()
-    runner.reused_tokens = 0
     n = params.n
     out: list[list[list[int] | None]] = [[None] * n for _ in prompts]
     runner.logprobs = [[None] * n for _ in prompts]
@@ -67,8 +66,7 @@ def run(runner, prompts: list[list[int]], params: SamplingParams, eos_ids: list[
                   "prefill_s": waiting.prefill_s, "decode_s": wall - waiting.prefill_s, "slots": S,
                   "decode": runner.decode_mode, "reused_prompt_tokens": runner.reused_tokens,
                   "prompt_tokens": sum(len(p) for p in prompts)}
-    runner.prev, runner._prev_lens = {}, []  # served: the next call sees only what this one kept
-    runner._kept_bytes = sum(2 * sum(k.numel() * k.element_size() for k, _ in kv) for kv in runner.kept.values())
+    runner.end_call()
     return out  # type: ignore[return-value]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from ... import onednn
 from ...onednn import bf16_native  # noqa: F401  (where the engine's callers import it from)
 
 
@@ -66,13 +67,6 @@ def snapshot(model, dtype: torch.dtype, packed: bool) -> tuple:
     return layers, norm, embed, lm_head
 
 
-def head_packable(lm_head: torch.Tensor) -> bool:
-    """Whether the fp32 output layer is packed for oneDNN (``scorebench.onednn``): on a CPU that has it, the
-    output layer is the largest matmul of a decode step, and packed it takes ~0.6x the time."""
-    from ...onednn import packable
-    return packable(lm_head)
-
-
 def copy_into(old, new) -> bool:
     """Copy every tensor of the nested tuples/lists ``new`` into its counterpart in ``old`` in place; False
     (nothing copied) when the two differ in structure, shape, dtype or device."""
@@ -101,11 +95,8 @@ def can_pack(dtype: torch.dtype, device) -> bool:
     native bf16. fp32 packed: validation-shaped greedy rollouts (64 problems, two turns) 1.3x less CPU on a 2-core
     EPYC, every episode identical (summation order differs from MKL's by ~1e-6, below what moves a greedy token
     there)."""
-    from ...onednn import usable
-    return usable(dtype, device)
+    return onednn.usable(dtype, device)
 
 
-def pack(w: torch.Tensor) -> torch.Tensor:
-    from ...onednn import pack as onednn_pack
-    return onednn_pack(w)
+pack = onednn.pack
 
