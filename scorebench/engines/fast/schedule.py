@@ -96,7 +96,8 @@ def _run_dynamic(runner, prompts, params, eos, S, waiting, finish, t0):
     max_new = params.max_new_tokens
     T = max(len(p) for p in prompts) + max_new
     shape = (S, runner.n_kv, T, runner.head_dim)
-    kc = [torch.zeros(shape, dtype=runner.dtype, device=runner.device) for _ in runner.layers]
+    kshape = (S, runner.n_kv, runner.head_dim, T)  # keys transposed (model.KEYS_TRANSPOSED)
+    kc = [torch.zeros(kshape, dtype=runner.dtype, device=runner.device) for _ in runner.layers]
     vc = [torch.zeros(shape, dtype=runner.dtype, device=runner.device) for _ in runner.layers]
     tok, pos, key, ctr = (torch.zeros(S, dtype=torch.long, device=runner.device) for _ in range(4))
     slot_job: list = [None] * S
@@ -116,7 +117,7 @@ def _run_dynamic(runner, prompts, params, eos, S, waiting, finish, t0):
                 continue
             L = len(prompts[taken[0]])
             for li, (kk, vv) in enumerate(taken[2]):
-                kc[li][slot, :, :L] = kk
+                kc[li][slot, :, :, :L] = kk.transpose(-1, -2)
                 vc[li][slot, :, :L] = vv
             tok[slot], pos[slot], key[slot], ctr[slot] = first, L, k, 1
             slot_job[slot] = job

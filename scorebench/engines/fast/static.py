@@ -44,7 +44,8 @@ class StaticBatch:
         self.runner, self.S, self.T, self.greedy, self.nucleus = runner, S, T, greedy, nucleus
         dev, dt = runner.device, runner.dtype
         shape = (S, runner.n_kv, T, runner.head_dim)
-        self.kc = [torch.zeros(shape, dtype=dt, device=dev) for _ in runner.layers]
+        kshape = (S, runner.n_kv, runner.head_dim, T)  # keys transposed (model.KEYS_TRANSPOSED)
+        self.kc = [torch.zeros(kshape, dtype=dt, device=dev) for _ in runner.layers]
         self.vc = [torch.zeros(shape, dtype=dt, device=dev) for _ in runner.layers]
         self.tok, self.pos, self.key, self.ctr = (torch.zeros(S, dtype=torch.long, device=dev) for _ in range(4))
         self.temperature = torch.ones((), dtype=torch.float32, device=dev)
@@ -105,7 +106,7 @@ class StaticBatch:
         rows = torch.repeat_interleave(slots, lens)
         cols = torch.cat([torch.arange(L) for L in Ls]).to(dev)
         for li in range(len(self.kc)):
-            self.kc[li][rows, :, cols] = torch.cat([p[1][li][0].transpose(0, 1) for p in placed])
+            self.kc[li][rows, :, :, cols] = torch.cat([p[1][li][0].transpose(0, 1) for p in placed])
             self.vc[li][rows, :, cols] = torch.cat([p[1][li][1].transpose(0, 1) for p in placed])
         self.tok[slots] = torch.tensor([p[2] for p in placed], device=dev)
         self.pos[slots] = lens
