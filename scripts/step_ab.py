@@ -65,10 +65,16 @@ def one(dtype: str, problems: int, samples: int, micro: int) -> dict:
         with _Clock() as step:
             tr.step(seqs)
         with _Clock() as ref:  # the reference's share: its forward on the same micro-batches, alone
-            for mb in tr.micro_batches(seqs):
-                ids, mask, w, k = tr._collate(mb)
-                rows, cols = (k != 0).nonzero(as_tuple=True)
-                tr._ref_logits_at(ids, mask, rows, cols)
+            shared = tr.shared_prompts(seqs) if hasattr(tr, "shared_prompts") else None  # older checkouts: none
+            for mb in (tr.micro_batches(seqs, shared) if shared else tr.micro_batches(seqs)):
+                if shared:  # what the step runs: each sequence from its shared prompt's end, the prompts' past
+                    ids, mask, w, k = tr._collate(mb, [shared.start(s) for s in mb])
+                    rows, cols = (k != 0).nonzero(as_tuple=True)
+                    tr._ref_logits_at(ids, mask, rows, cols, past=shared.past(mb, reference=True))
+                else:
+                    ids, mask, w, k = tr._collate(mb)
+                    rows, cols = (k != 0).nonzero(as_tuple=True)
+                    tr._ref_logits_at(ids, mask, rows, cols)
     return {"dtype": dtype, "train_dtype": train_dtype, "rollout_dtype": rollout_dtype, "micro": micro,
             "episodes": len(eps), "sequences": len(seqs), "tokens": sum(len(s.input_ids) for s in seqs),
             "rollout_s": roll.wall, "trainer_step_s": step.wall, "reference_forward_s": ref.wall,

@@ -164,6 +164,22 @@ def fused_token_loss(h, w, targets, ws, ks, h_ref=None, w_ref=None, temperature:
                                  estimator, int(chunk))
 
 
+def padding_mask_or_none(mask):
+    """None where ``mask`` is right padding (each row: ones, then zeros), else ``mask``.
+
+    Why: under causal attention a position never sees a later one, so right padding is invisible to every real
+    position without any mask — the padding mask changes only the outputs at pad positions, which carry no loss
+    (and so no gradient). Passed a padding mask, the model materialises a (batch, 1, length, length) mask and
+    attention computes every block of it; without one, attention runs as ``is_causal`` and skips the blocks above
+    the diagonal, about half its work: measured, a tenth of a CPU step's trainer time
+    (``results/signal-arith.md`` §6)."""
+    if mask is None:
+        return None
+    n = mask.sum(-1, keepdim=True)
+    right = torch.arange(mask.shape[-1], device=mask.device)[None, :] < n
+    return None if bool((right == mask.bool()).all()) else mask
+
+
 class SelectedLogits(torch.nn.Module):
     """The policy as the loss calls it: logits at the (row, col) positions that carry a loss or a KL term only.
 
@@ -192,20 +208,47 @@ class SelectedLogits(torch.nn.Module):
         split = self.split()
         return split is not None and type(split[1]) is torch.nn.Linear and split[1].bias is None
 
-    def forward(self, ids, mask, rows, cols, hidden: bool = False, loss=None):
-        """fp32 logits at (rows, cols); ``hidden``: the decoder's hidden states there instead; ``loss(h, W)``: that
-        function of the hidden states and the output weight (the fused loss, which needs ``fusable()``)."""
+    def can_share_prompts(self) -> bool:
+        """Whether a past of shared prompts (``prompts.py``) can be passed: the decoder split, no gradient
+        checkpointing (transformers drops a past under it), and full attention in every layer."""
         split = self.split()
-        if split is not None:
-            decoder, head = split
-            h = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[rows, cols]
-            if hidden:
-                return h
-            if loss is not None:
-                return loss(h, head.weight)
-            # the output layer in fp32 even under bf16 autocast: bf16 logits are rounded to ~0.06 nats, and the
-            # engine computes the rollouts' logits in fp32 too (one precision for sampler and loss)
-            with torch.autocast(device_type=h.device.type, enabled=False):
-                return head(h.float())
-        # a model without the split (or with logit soft-capping): full logits, then select
-        return self.model(input_ids=ids, attention_mask=mask, use_cache=False).logits[rows, cols]
+        if split is None or getattr(self.model, "is_gradient_checkpointing", False):
+            return False
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+        try:
+            layers = DynamicCache(config=split[0].config).layers
+        except Exception:  # noqa: BLE001 - a model whose cache transformers cannot build from its config
+            return False
+        return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+    def prompt_kv(self, ids, mask) -> list[tuple]:
+        """Per decoder layer, the (keys, values) of right-padded prompts ``ids``, as attention stores them."""
+        decoder = self.split()[0]
+        cache = decoder(input_ids=ids, attention_mask=padding_mask_or_none(mask), use_cache=True).past_key_values
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
+    def forward(self, ids, mask, rows, cols, hidden: bool = False, loss=None, past=None):
+        """fp32 logits at (rows, cols); ``hidden``: the decoder's hidden states there instead; ``loss(h, W)``: that
+        function of the hidden states and the output weight (the fused loss, which needs ``fusable()``).
+        ``past``: a ``prompts.Past`` the rows continue (positions from ``past.start``; needs the split)."""
+        split = self.split()
+        if split is None:  # a model without the split (or with logit soft-capping): full logits, then select
+            return self.model(input_ids=ids, attention_mask=padding_mask_or_none(mask),
+                              use_cache=False).logits[rows, cols]
+        decoder, head = split
+        if past is None:
+            out = decoder(input_ids=ids, attention_mask=padding_mask_or_none(mask), use_cache=False)
+        else:
+            from transformers.cache_utils import DynamicCache
+            pos = past.start[:, None] + torch.arange(ids.shape[1], device=ids.device)[None, :]
+            out = decoder(input_ids=ids, attention_mask=torch.cat([past.mask, mask], 1), position_ids=pos,
+                          past_key_values=DynamicCache(ddp_cache_data=past.kv), use_cache=True)
+        h = out.last_hidden_state[rows, cols]
+        if hidden:
+            return h
+        if loss is not None:
+            return loss(h, head.weight)
+        # the output layer in fp32 even under bf16 autocast: bf16 logits are rounded to ~0.06 nats, and the
+        # engine computes the rollouts' logits in fp32 too (one precision for sampler and loss)
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            return head(h.float())

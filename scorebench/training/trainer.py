@@ -27,6 +27,7 @@ from .config import TrainConfig
 from .sequences import Sequence
 from .checkpoint import Checkpoints, _step_of
 from .curves import plot_log
+from .prompts import SharedPrompts
 from .token_loss import SelectedLogits, fused_token_loss, release_workspace
 
 
@@ -121,18 +122,21 @@ class Trainer(Checkpoints):
         return 1.0
 
     # ---------------------------------------------------------------- loss
-    def _collate(self, batch: list[Sequence]):
-        width = max(len(s.input_ids) for s in batch)
+    def _collate(self, batch: list[Sequence], starts: list[int] | None = None):
+        """(ids, mask, w, k) right-padded; ``starts``: each sequence from that position on (its shared prompt's
+        past supplies the rest)."""
+        starts = starts or [0] * len(batch)
+        width = max(len(s.input_ids) - a for s, a in zip(batch, starts))
         ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         w = torch.zeros((len(batch), width))
         k = torch.zeros((len(batch), width))
-        for r, s in enumerate(batch):  # right padding; the mask is by position, never by token id
-            n = len(s.input_ids)
-            ids[r, :n] = torch.tensor(s.input_ids)
+        for r, (s, a) in enumerate(zip(batch, starts)):  # right padding; the mask is by position, never by id
+            n = len(s.input_ids) - a
+            ids[r, :n] = torch.tensor(s.input_ids[a:])
             mask[r, :n] = 1
-            w[r, :n] = torch.tensor(s.weights, dtype=torch.float32)
-            k[r, :n] = torch.tensor(s.kl_weights, dtype=torch.float32)
+            w[r, :n] = torch.tensor(s.weights[a:], dtype=torch.float32)
+            k[r, :n] = torch.tensor(s.kl_weights[a:], dtype=torch.float32)
         dev = self.accelerator.device
         return ids.to(dev), mask.to(dev), w[:, 1:].to(dev), k[:, 1:].to(dev)
 
@@ -147,23 +151,45 @@ class Trainer(Checkpoints):
             return len({s.group if s.group is not None else id(s) for s in batch})
         return sum(sum(1 for w, k in zip(s.weights[1:], s.kl_weights[1:]) if w != 0 or k != 0) for s in batch)
 
-    def _logits_at(self, module: SelectedLogits, ids, mask, rows, cols, hidden: bool = False):
+    def _logits_at(self, module: SelectedLogits, ids, mask, rows, cols, hidden: bool = False, past=None):
         """fp32 logits, divided by the sampling temperature, of the distributions at positions (rows, cols)
         (``hidden``: the decoder's hidden states there, as computed). ``module``: the prepared policy when
-        gradients flow (its wrapper syncs them), else an unwrapped one."""
+        gradients flow (its wrapper syncs them), else an unwrapped one. ``past``: shared prompts' past."""
         with self.accelerator.autocast():
-            out = module(ids, mask, rows, cols, hidden=hidden)
+            out = module(ids, mask, rows, cols, hidden=hidden, past=past)
         return out if hidden else out.float() / self.temperature
 
-    def _ref_logits_at(self, ids, mask, rows, cols, hidden: bool = False):
+    def _reference(self):
+        """(module, context) of the reference's forward: the adapter-disabled policy with LoRA."""
+        if self._ref_is_adapter_off:
+            return self._policy, self.model.disable_adapter()
+        if self._ref is None:
+            raise ValueError("a KL term needs a reference model (the Trainer was built with ref_model=False)")
+        return self._ref, contextlib.nullcontext()
+
+    def _ref_logits_at(self, ids, mask, rows, cols, hidden: bool = False, past=None):
         """The reference's logits at (rows, cols) (``hidden``: its hidden states there), without gradients."""
-        with torch.no_grad():
-            if self._ref_is_adapter_off:
-                with self.model.disable_adapter():
-                    return self._logits_at(self._policy, ids, mask, rows, cols, hidden)
-            if self._ref is None:
-                raise ValueError("a KL term needs a reference model (the Trainer was built with ref_model=False)")
-            return self._logits_at(self._ref, ids, mask, rows, cols, hidden)
+        module, ctx = self._reference()
+        with torch.no_grad(), ctx:
+            return self._logits_at(module, ids, mask, rows, cols, hidden, past)
+
+    def _prompt_kv(self, which: str, ids, mask, grad: bool = False):
+        """Per layer (keys, values) of prompts under the policy or the reference (``SharedPrompts``' forward)."""
+        module, ctx = self._reference() if which == "reference" else (self._policy, contextlib.nullcontext())
+        with torch.set_grad_enabled(grad), ctx, self.accelerator.autocast():
+            return module.prompt_kv(ids, mask)
+
+    def shared_prompts(self, batch: list[Sequence]) -> SharedPrompts | None:
+        """The step's shared prompts (``prompts.py``), or None where they do not apply or none is shared."""
+        if (not self.cfg.share_prompts or dist.world() > 1 or len(batch) < 2
+                or not self._policy.can_share_prompts()):
+            return None
+        shared = SharedPrompts(batch, self._prompt_kv, self.pad_id, self.accelerator.device,
+                               reference=self._needs_reference(batch))
+        return shared if shared.prompts else None
+
+    def _needs_reference(self, batch: list[Sequence]) -> bool:
+        return any(any(k != 0 for k in s.kl_weights) for s in batch)
 
     def kl_terms(self, logits, ref_logits, targets):
         """Per-token KL(pi || ref) of rows of logits with the configured estimator (see KL_ESTIMATORS for why
@@ -188,11 +214,15 @@ class Trainer(Checkpoints):
             out[r].append(v)
         return out
 
-    def loss(self, batch: list[Sequence], denom: float | None = None):
+    def loss(self, batch: list[Sequence], denom: float | None = None, shared: SharedPrompts | None = None):
         """(loss tensor, stats) for ``batch`` in one forward pass; ``denom`` defaults to this batch's own. The
-        output layer's part is fused and chunked (``token_loss``) where the model allows, else autograd's."""
+        output layer's part is fused and chunked (``token_loss``) where the model allows, else autograd's.
+        ``shared``: the step's shared prompts (the sequences then run from where their prompt ends)."""
         denom = self.denominator(batch) if denom is None else denom
-        ids, mask, w, k = self._collate(batch)
+        starts = [shared.start(s) for s in batch] if shared else None
+        ids, mask, w, k = self._collate(batch, starts)
+        past = shared.past(batch) if shared else None
+        ref_past = shared.past(batch, reference=True) if shared and shared.ref is not None else None
         rows, cols = ((w != 0) | (k != 0)).nonzero(as_tuple=True)
         targets = ids[:, 1:][rows, cols]
         ws, ks = w[rows, cols], k[rows, cols]
@@ -200,19 +230,19 @@ class Trainer(Checkpoints):
         kl_count = int(sel.sum())
         ref_head = self._ref_head_weight() if self.fused and kl_count else None
         if self.fused and self._policy.fusable() and (not kl_count or ref_head is not None):
-            h_ref = self._ref_logits_at(ids, mask, rows[sel], cols[sel], hidden=True) if kl_count else None
+            h_ref = self._ref_logits_at(ids, mask, rows[sel], cols[sel], True, ref_past) if kl_count else None
 
             def fused(h, head_w):
                 return fused_token_loss(h, head_w, targets, ws, ks, h_ref, ref_head, self.temperature,
                                         self.cfg.kl_estimator)
             with self.accelerator.autocast():
-                total, pg, kl_sum, kl_term = self._model(ids, mask, rows, cols, loss=fused)
+                total, pg, kl_sum, kl_term = self._model(ids, mask, rows, cols, loss=fused, past=past)
         else:
-            logits = self._logits_at(self._model, ids, mask, rows, cols)
+            logits = self._logits_at(self._model, ids, mask, rows, cols, past=past)
             pg = -(ws * -F.cross_entropy(logits, targets, reduction="none")).sum()
             kl_sum = kl_term = torch.zeros((), device=logits.device)
             if kl_count:
-                ref = self._ref_logits_at(ids, mask, rows[sel], cols[sel])
+                ref = self._ref_logits_at(ids, mask, rows[sel], cols[sel], past=ref_past)
                 kl = self.kl_terms(logits[sel], ref, targets[sel])
                 kl_term = (ks[sel] * kl).sum()
                 kl_sum = kl.detach().sum()
@@ -220,7 +250,7 @@ class Trainer(Checkpoints):
         loss = total / denom
         stats = {"loss": float(loss.detach()), "pg": float(pg.detach()) / denom, "kl_term": float(kl_term.detach()) / denom,
                  "kl": float(kl_sum) / kl_count if kl_count else 0.0, "kl_sum": float(kl_sum), "kl_count": kl_count,
-                 "tokens": int(rows.numel()), "total_tokens": int(mask.sum())}
+                 "tokens": int(rows.numel()), "total_tokens": sum(len(s.input_ids) for s in batch)}
         return loss, stats
 
     def _ref_head_weight(self):
@@ -228,17 +258,20 @@ class Trainer(Checkpoints):
         ref = self._policy if self._ref_is_adapter_off else self._ref
         return ref.split()[1].weight if ref is not None and ref.fusable() else None
 
-    def micro_batches(self, batch: list[Sequence]) -> list[list[Sequence]]:
+    def micro_batches(self, batch: list[Sequence], shared: SharedPrompts | None = None) -> list[list[Sequence]]:
         """Length-sorted micro-batches (little padding) of at most ``micro`` sequences, or, with
-        ``micro_batch_tokens``, of at most that many padded tokens (sized for the device, not a count)."""
-        order = sorted(batch, key=lambda s: len(s.input_ids))
+        ``micro_batch_tokens``, of at most that many padded tokens (sized for the device, not a count). With
+        ``shared`` prompts, the length a sequence runs is what follows its prompt."""
+        def length(s):
+            return len(s.input_ids) - (shared.start(s) if shared else 0)
+        order = sorted(batch, key=length)
         cap = self.cfg.micro_batch_tokens
         if not cap:
             m = self.cfg.micro
             return [order[i:i + m] for i in range(0, len(order), m)]
         out: list[list[Sequence]] = [[]]
         for s in order:  # sorted ascending, so the newest sequence sets the padded width
-            if out[-1] and (len(out[-1]) + 1) * len(s.input_ids) > cap:
+            if out[-1] and (len(out[-1]) + 1) * length(s) > cap:
                 out.append([])
             out[-1].append(s)
         return out
@@ -255,7 +288,8 @@ class Trainer(Checkpoints):
         self._model.train()
         n_proc = dist.world()
         denom = self.denominator(batch)
-        chunks = self.micro_batches(batch)
+        shared = self.shared_prompts(batch)
+        chunks = self.micro_batches(batch, shared)
         if not chunks and n_proc > 1:
             chunks = [[Sequence([self.pad_id, self.pad_id], [0.0, 0.0], [0.0, 0.0])]]
         agg = {"loss": 0.0, "pg": 0.0, "kl_term": 0.0, "kl_sum": 0.0, "kl_count": 0, "tokens": 0, "total_tokens": 0}
@@ -263,10 +297,12 @@ class Trainer(Checkpoints):
         for j, mb in enumerate(chunks):
             sync = contextlib.nullcontext() if j == len(chunks) - 1 else self.accelerator.no_sync(self._model)
             with sync:
-                loss, st = self.loss(mb, denom=denom)
+                loss, st = self.loss(mb, denom=denom, shared=shared)
                 self.accelerator.backward(loss * n_proc)
             for key in agg:
                 agg[key] += st[key] if batch else 0
+        if shared is not None:  # single-process only (``shared_prompts``): no gradient sync to come after
+            shared.backward()
         agg["sequences"] = len(batch)
         if n_proc > 1:  # the log shows the whole step
             agg = dict(zip(agg, dist.all_sum(list(agg.values()))))
