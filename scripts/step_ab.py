@@ -7,6 +7,8 @@ One precision: each variant samples its rollouts in the dtype its trainer comput
     python scripts/step_ab.py --out results/signal-arith/step-ab.json
     # an older commit's step at its own defaults against this checkout's (issue 21: "2x faster than today's")
     python scripts/step_ab.py --old 403116e --out results/signal-arith/step-old-vs-new.json
+    # one engine change alone: the rollouts of a commit before it against this checkout's (same episodes?)
+    python scripts/step_ab.py --old e274e67 --problems 16 --samples 4 --rollouts-only --out ...
 
 With ``--old REV`` the old variant runs from a worktree of REV (its trainer dtype ``auto``, micro-batch 8, its
 engine's default compute dtype: what a run did then); the new one runs this checkout with dtype ``auto`` and the
@@ -39,7 +41,7 @@ class _Clock:
         self.wall, self.cpu = time.perf_counter() - self.t, time.process_time() - self.c
 
 
-def one(dtype: str, problems: int, samples: int, micro: int) -> dict:
+def one(dtype: str, problems: int, samples: int, micro: int, rollouts_only: bool = False) -> dict:
     import torch
 
     from scorebench import models
@@ -62,6 +64,13 @@ def one(dtype: str, problems: int, samples: int, micro: int) -> dict:
             eps = sample_episodes(tr.model, tok, problems, samples, max_new_tokens=128, engine=engine)
         seqs = score_sequences(tok, eps)
         getattr(engine, "release_weights", lambda: None)()  # as the RL loop does before the trainer step
+        if rollouts_only:
+            import hashlib
+            ids = [[list(t.response_ids) for t in e.turns] for e in eps]
+            return {"dtype": dtype, "rollout_dtype": rollout_dtype, "episodes": len(eps), "rollout_s": roll.wall,
+                    "rollout_cpu_s": roll.cpu, "threads": torch.get_num_threads(),
+                    "episodes_md5": hashlib.md5(json.dumps(ids).encode()).hexdigest(),
+                    "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
         with _Clock() as step:
             tr.step(seqs)
         with _Clock() as ref:  # the reference's share: its forward on the same micro-batches, alone
@@ -91,7 +100,8 @@ def _git(*args, cwd=ROOT) -> str:
 def _variant(label, tree: Path, dtype, micro, a) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     r = subprocess.run([sys.executable, __file__, "--out", a.out, "--one", dtype, "--problems", str(a.problems),
-                        "--samples", str(a.samples), "--micro", str(micro)],
+                        "--samples", str(a.samples), "--micro", str(micro)]
+                       + (["--rollouts-only"] if a.rollouts_only else []),
                        capture_output=True, text=True, env=env, cwd=tree)
     if r.returncode:
         raise SystemExit(f"{label} failed:\n{r.stderr[-3000:]}")
@@ -105,10 +115,12 @@ def main():
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--micro", type=int, default=8, help="micro-batch of both variants without --old")
     ap.add_argument("--old", help="compare this commit's step at its defaults with this checkout's")
+    ap.add_argument("--rollouts-only", action="store_true",
+                    help="time the rollouts alone, and say whether both variants drew the same episodes")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
-        print(json.dumps(one(a.one, a.problems, a.samples, a.micro)))
+        print(json.dumps(one(a.one, a.problems, a.samples, a.micro, a.rollouts_only)))
         return
     if a.old:
         from scorebench.training import load_preset
@@ -138,11 +150,13 @@ def main():
         return sum(r[k] for r in rows if r["variant"] == v) / 2
     ratios = {f"ratio_{k}_{first}_over_{second}": mean(first, k) / mean(second, k)
               for k in ("whole_step_s", "whole_step_cpu_s", "trainer_step_s", "trainer_step_cpu_s", "rollout_s",
-                        "rollout_cpu_s")}
+                        "rollout_cpu_s") if k in rows[0]}
+    if a.rollouts_only:
+        ratios["identical_episodes"] = len({r["episodes_md5"] for r in rows}) == 1
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
     out = {"rows": rows, "commit": commits[order[1]], "old_commit": commits[order[0]] if a.old else None, "cpu": cpu,
            "machine": platform.machine(), "cores": os.cpu_count(), **ratios,
-           "peak_rss_gb": {v: max(r["peak_rss_gb"] for r in rows if r["variant"] == v) for v in variants},
+           "peak_rss_gb": {v: max(r.get("peak_rss_gb", 0) for r in rows if r["variant"] == v) for v in variants},
            "command": "python " + " ".join(["scripts/step_ab.py", *sys.argv[1:]])}
     Path(a.out).write_text(json.dumps(out, indent=1))
     print(json.dumps({k: v for k, v in out.items() if k != "rows"}, indent=1))
