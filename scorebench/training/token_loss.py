@@ -169,10 +169,11 @@ def padding_mask_or_none(mask):
 
     Why: under causal attention a position never sees a later one, so right padding is invisible to every real
     position without any mask — the padding mask changes only the outputs at pad positions, which carry no loss
-    (and so no gradient). Passed a padding mask, the model materialises a (batch, 1, length, length) mask and
-    attention computes every block of it; without one, attention runs as ``is_causal`` and skips the blocks above
-    the diagonal, about half its work: measured, a tenth of a CPU step's trainer time
-    (``results/signal-arith.md`` §6)."""
+    (and so no gradient); the results are the same bit for bit (tested). Passed a padding mask, the model
+    materialises a (batch, 1, length, length) mask and attention computes every block of it; without one it
+    runs as ``is_causal`` and skips the blocks above the diagonal. Measured on CPU flash attention (bf16, one
+    thread, 4 x 9 heads, forward + backward): 1,024 tokens 347 ms instead of 445; at 240 tokens, a SCoRe
+    sequence here, one block holds them all and the step's time did not change."""
     if mask is None:
         return None
     n = mask.sum(-1, keepdim=True)

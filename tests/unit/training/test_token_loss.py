@@ -78,3 +78,22 @@ def test_no_rows_give_zero_gradients():
         junk = torch.full((300, 8), 7.0)  # leave non-zero memory behind for the next allocation
         del junk
 
+
+
+def test_right_padding_needs_no_mask_and_other_padding_keeps_it():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from scorebench.training.token_loss import padding_mask_or_none
+    right = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    assert padding_mask_or_none(right) is None
+    for other in (torch.tensor([[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]]), torch.tensor([[1, 0, 1, 1, 0], [1] * 5])):
+        assert padding_mask_or_none(other) is other  # left padding, holes: the mask is needed
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, vocab_size=100))
+    ids = torch.randint(0, 100, (2, 5))
+    with torch.no_grad():
+        masked = model.model(input_ids=ids, attention_mask=right).last_hidden_state
+        causal = model.model(input_ids=ids).last_hidden_state
+    real = right.bool()
+    assert torch.equal(masked[real], causal[real])  # the real positions, bit for bit
