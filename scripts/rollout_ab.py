@@ -19,6 +19,7 @@ from scorebench import models
 from scorebench.api.protocol import ProtocolConfig, run_protocol
 from scorebench.engines.base import SamplingParams
 from scorebench.engines.hf import HFEngine
+from scorebench.machine import cpu_model
 from scorebench.tasks.arith import Arith
 
 MODES = {  # mode: (problems, [(label, engine kwargs)] in run order)
@@ -45,7 +46,7 @@ def main():
         ids[label] = [[list(t.response_ids) for t in e.turns] for e in eps]
         print(label, round(cpu[label][-1], 1), file=sys.stderr, flush=True)
     a, b = (label for label, _ in runs[:2])
-    name = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
+    name = cpu_model()
     print(json.dumps({"mode": mode, "problems": n, "episodes": len(ids[a]),
                       "identical_episodes": sum(x == y for x, y in zip(ids[a], ids[b])),
                       "cpu_s": {str(k): v for k, v in cpu.items()},

@@ -82,7 +82,8 @@ def main():
         return sum(r[k] for r in rows if r["share_prompts"] == share) / 2
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
+    from scorebench.machine import cpu_model
+    cpu = cpu_model()
     out = {"rows": rows, "commit": commit, "cpu": cpu, "cores": os.cpu_count(),
            "ratio_trainer_step_cpu_s_off_over_on": mean(False, "trainer_step_cpu_s") / mean(True, "trainer_step_cpu_s"),
            "command": "python " + " ".join(["scripts/shared_prompts_ab.py", *sys.argv[1:]])}

@@ -76,14 +76,11 @@ def one(dtype: str, problems: int, samples: int, micro: int, rollouts_only: bool
         with _Clock() as ref:  # the reference's share: its forward on the same micro-batches, alone
             shared = tr.shared_prompts(seqs) if hasattr(tr, "shared_prompts") else None  # older checkouts: none
             for mb in (tr.micro_batches(seqs, shared) if shared else tr.micro_batches(seqs)):
-                if shared:  # what the step runs: each sequence from its shared prompt's end, the prompts' past
-                    ids, mask, w, k = tr._collate(mb, [shared.start(s) for s in mb])
-                    rows, cols = (k != 0).nonzero(as_tuple=True)
-                    tr._ref_logits_at(ids, mask, rows, cols, past=shared.past(mb, reference=True))
-                else:
-                    ids, mask, w, k = tr._collate(mb)
-                    rows, cols = (k != 0).nonzero(as_tuple=True)
-                    tr._ref_logits_at(ids, mask, rows, cols)
+                # what the step runs: with shared prompts, each sequence from its prompt's end, the prompts' past
+                ids, mask, w, k = tr._collate(mb, *([[shared.start(s) for s in mb]] if shared else []))
+                rows, cols = (k != 0).nonzero(as_tuple=True)
+                past = {"past": shared.past(mb, reference=True)} if shared else {}  # older checkouts: no past
+                tr._ref_logits_at(ids, mask, rows, cols, **past)
     return {"dtype": dtype, "train_dtype": train_dtype, "rollout_dtype": rollout_dtype, "micro": micro,
             "episodes": len(eps), "sequences": len(seqs), "tokens": sum(len(s.input_ids) for s in seqs),
             "rollout_s": roll.wall, "trainer_step_s": step.wall, "reference_forward_s": ref.wall,
@@ -153,7 +150,8 @@ def main():
                         "rollout_cpu_s") if k in rows[0]}
     if a.rollouts_only:
         ratios["identical_episodes"] = len({r["episodes_md5"] for r in rows}) == 1
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
+    from scorebench.machine import cpu_model
+    cpu = cpu_model()
     out = {"rows": rows, "commit": commits[order[1]], "old_commit": commits[order[0]] if a.old else None, "cpu": cpu,
            "machine": platform.machine(), "cores": os.cpu_count(), **ratios,
            "peak_rss_gb": {v: max(r.get("peak_rss_gb", 0) for r in rows if r["variant"] == v) for v in variants},

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from scorebench.machine import cpu_model
 from scorebench.training import token_loss as new_mod
 
 rev = sys.argv[1] if len(sys.argv) > 1 else "HEAD"
@@ -50,7 +51,7 @@ for _ in range(3):
     for name, mod in (("old", old_mod), ("new", new_mod), ("new", new_mod), ("old", old_mod)):
         secs[name].append(run(mod)[0])
 a, b = run(old_mod), run(new_mod)
-cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
+cpu = cpu_model()
 print(json.dumps({"old": rev, "rows": n, "cpu": cpu, "threads": 1, "cpu_s": secs,
                   "mean_cpu_s": {k: sum(x) / len(x) for k, x in secs.items()},
                   "ratio_old_over_new": (sum(secs["old"]) / sum(secs["new"])),
