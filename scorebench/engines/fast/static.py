@@ -44,7 +44,7 @@ class StaticBatch:
         self.runner, self.S, self.T, self.greedy, self.nucleus = runner, S, T, greedy, nucleus
         dev, dt = runner.device, runner.dtype
         shape = (S, runner.n_kv, T, runner.head_dim)
-        kshape = (S, runner.n_kv, runner.head_dim, T)  # keys transposed (model.KEYS_TRANSPOSED)
+        kshape = (S, runner.n_kv, runner.head_dim, T)  # keys transposed (FastLlama.decode)
         self.kc = [torch.zeros(kshape, dtype=dt, device=dev) for _ in runner.layers]
         self.vc = [torch.zeros(shape, dtype=dt, device=dev) for _ in runner.layers]
         self.tok, self.pos, self.key, self.ctr = (torch.zeros(S, dtype=torch.long, device=dev) for _ in range(4))
