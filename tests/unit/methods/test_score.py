@@ -133,4 +133,4 @@ def test_loss_and_gradient_equal_hand_reinforce(tiny, tokenizer, stage, temp, tm
     manual.backward()
     assert loss.item() == pytest.approx(manual.item(), rel=1e-4, abs=1e-6)
     for n, p in trainer.model.named_parameters():
-        torch.testing.assert_close(got[n], p.grad, rtol=1e-3, atol=1e-6)
+        torch.testing.assert_close(got[n], p.grad, rtol=1e-3, atol=1e-5 * p.grad.abs().max().item())  # fp32: scale
