@@ -1,9 +1,10 @@
-"""The trainer step with shared prompts (``train.share_prompts``) against without, on the same sequences: one
-16 x 4 bf16 SCoRe-shaped rollout (as ``step_ab.py`` samples it), then a trainer step from a fresh trainer in its
-own process for each variant, ABBA; process-CPU seconds, peak resident memory, and the step's loss and gradient
-norm (the same up to bf16 summation order).
+"""The trainer step with a boolean ``TrainConfig`` switch on against off (``--flag``; default
+``share_prompts``), on the same sequences: one 16 x 4 bf16 SCoRe-shaped rollout (as ``step_ab.py`` samples it),
+then a trainer step from a fresh trainer in its own process for each variant, ABBA; process-CPU seconds, peak
+resident memory, and the step's loss and gradient norm (the same up to bf16 summation order).
 
     OMP_NUM_THREADS=1 python scripts/shared_prompts_ab.py --out results/signal-arith/shared-prompts-ab.json
+    OMP_NUM_THREADS=1 python scripts/shared_prompts_ab.py --flag lean_activations --out ...
 """
 from __future__ import annotations
 
@@ -39,17 +40,17 @@ def sample(path: str, problems: int, samples: int) -> None:
     Path(path).write_text(json.dumps([s.to_json() for s in score_sequences(tok, eps)]))
 
 
-def one(path: str, share: bool) -> dict:
+def one(path: str, flag: str, share: bool) -> dict:
     import torch
     from scorebench.training.sequences import Sequence
     seqs = [Sequence.from_json(d) for d in json.loads(Path(path).read_text())]
-    tr, _ = trainer({"share_prompts": share})
+    tr, _ = trainer({flag: share})
     c, t = time.process_time(), time.perf_counter()
     st = tr.step(seqs)
-    return {"share_prompts": share, "trainer_step_cpu_s": time.process_time() - c,
+    return {flag: share, "trainer_step_cpu_s": time.process_time() - c,
             "trainer_step_s": time.perf_counter() - t, "loss": st["loss"], "grad_norm": st["grad_norm"],
             "sequences": len(seqs), "tokens": sum(len(s.input_ids) for s in seqs),
-            "shared_prompts": len(tr.shared_prompts(seqs).prompts) if share else 0,
+            "shared_prompts": len(tr.shared_prompts(seqs).prompts) if tr.shared_prompts(seqs) else 0,
             "threads": torch.get_num_threads(),
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
 
@@ -59,11 +60,12 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--problems", type=int, default=16)
     ap.add_argument("--samples", type=int, default=4)
+    ap.add_argument("--flag", default="share_prompts", help="a boolean TrainConfig field to switch")
     ap.add_argument("--one", choices=["on", "off"], help=argparse.SUPPRESS)
     ap.add_argument("--seqs", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
-        print(json.dumps(one(a.seqs, a.one == "on")))
+        print(json.dumps(one(a.seqs, a.flag, a.one == "on")))
         return
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     with tempfile.TemporaryDirectory() as d:
@@ -71,7 +73,7 @@ def main():
         sample(seqs, a.problems, a.samples)
         rows = []
         for v in ("off", "on", "on", "off"):
-            r = subprocess.run([sys.executable, __file__, "--out", a.out, "--one", v, "--seqs", seqs],
+            r = subprocess.run([sys.executable, __file__, "--out", a.out, "--flag", a.flag, "--one", v, "--seqs", seqs],
                                capture_output=True, text=True, env=env, cwd=ROOT)
             if r.returncode:
                 raise SystemExit(r.stderr[-3000:])
@@ -79,12 +81,12 @@ def main():
             print(rows[-1], flush=True)
 
     def mean(share, k):
-        return sum(r[k] for r in rows if r["share_prompts"] == share) / 2
+        return sum(r[k] for r in rows if r[a.flag] == share) / 2
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     from scorebench.machine import cpu_model
     cpu = cpu_model()
-    out = {"rows": rows, "commit": commit, "cpu": cpu, "cores": os.cpu_count(),
+    out = {"rows": rows, "flag": a.flag, "commit": commit, "cpu": cpu, "cores": os.cpu_count(),
            "ratio_trainer_step_cpu_s_off_over_on": mean(False, "trainer_step_cpu_s") / mean(True, "trainer_step_cpu_s"),
            "command": "python " + " ".join(["scripts/shared_prompts_ab.py", *sys.argv[1:]])}
     Path(a.out).write_text(json.dumps(out, indent=1))

@@ -27,6 +27,8 @@ from .config import TrainConfig
 from .sequences import Sequence
 from .checkpoint import Checkpoints, _step_of
 from .curves import plot_log
+from .lean import make_lean
+from .memory import flat_adam_state, flat_grads
 from .prompts import SharedPrompts
 from .token_loss import SelectedLogits, fused_token_loss, release_workspace
 
@@ -47,8 +49,7 @@ class Trainer(Checkpoints):
             raise ValueError("Trainer temperature must be > 0 (a greedy sampler has no log-probabilities), "
                              f"got {temperature}")
         self.temperature = float(temperature)
-        self.fused = True
-        """Fused, chunked output-layer loss where the model allows (``token_loss``); False = autograd's."""
+        self.fused = True  # fused, chunked output-layer loss where the model allows (``token_loss``)
         from accelerate import Accelerator
         self.cfg, self.tokenizer = cfg, tokenizer
         self.out_dir = Path(out_dir)
@@ -63,8 +64,7 @@ class Trainer(Checkpoints):
         try:
             self.accelerator = Accelerator(mixed_precision=mp, cpu=cpu)
         except ValueError:
-            # accelerate keeps one process-wide state; a second Trainer in the same process (tests, a method with
-            # an fp32 and a bf16 stage) may ask for another precision. Reset only the per-run part and retry.
+            # accelerate's state is process-wide; another Trainer here may ask for another precision: reset, retry
             from accelerate.state import AcceleratorState
             AcceleratorState._reset_state(reset_partial_state=False)
             self.accelerator = Accelerator(mixed_precision=mp, cpu=cpu)
@@ -95,6 +95,8 @@ class Trainer(Checkpoints):
         self._ref_is_adapter_off = cfg.lora and ref_model is None
         if self.ref_model is not None:
             self.ref_model.eval().requires_grad_(False)
+        if cfg.lean_activations:  # after the reference's copy: only the trained model's backward needs it
+            make_lean(model)
         self.params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(self.params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
@@ -260,18 +262,23 @@ class Trainer(Checkpoints):
 
     def micro_batches(self, batch: list[Sequence], shared: SharedPrompts | None = None) -> list[list[Sequence]]:
         """Length-sorted micro-batches (little padding) of at most ``micro`` sequences, or, with
-        ``micro_batch_tokens``, of at most that many padded tokens (sized for the device, not a count). With
-        ``shared`` prompts, the length a sequence runs is what follows its prompt."""
+        ``micro_batch_tokens``, of at most that many padded tokens (sized for the device, not a count), longest
+        first. With ``shared`` prompts, the length a sequence runs is what follows its prompt.
+
+        Why longest first: each micro-batch's activations are freed before the next one's, and on a CPU glibc's
+        heap reuses those holes only for tensors that fit in them. Shortest first, every micro-batch needed a bit
+        more than the last had freed and the heap grew through the whole step (a 16 x 4 SCoRe step: 2.3 GB freed
+        but kept by the end); longest first, the first micro-batch sets the heap and the rest fit in it."""
         def length(s):
             return len(s.input_ids) - (shared.start(s) if shared else 0)
-        order = sorted(batch, key=length)
+        order = sorted(batch, key=length, reverse=True)
         cap = self.cfg.micro_batch_tokens
         if not cap:
             m = self.cfg.micro
             return [order[i:i + m] for i in range(0, len(order), m)]
         out: list[list[Sequence]] = [[]]
-        for s in order:  # sorted ascending, so the newest sequence sets the padded width
-            if out[-1] and (len(out[-1]) + 1) * length(s) > cap:
+        for s in order:  # sorted descending, so a micro-batch's first sequence sets its padded width
+            if out[-1] and (len(out[-1]) + 1) * length(out[-1][0]) > cap:
                 out.append([])
             out[-1].append(s)
         return out
@@ -284,9 +291,8 @@ class Trainer(Checkpoints):
         the whole step's denominator and scaled by the number of ranks, accelerate averages the gradients, so
         every rank takes the step a single process would take on the whole batch. A rank with no sequences still
         runs one zero-weight forward and backward, so the gradient all-reduce never waits for it."""
-        t0 = time.time()
+        t0, n_proc = time.time(), dist.world()
         self._model.train()
-        n_proc = dist.world()
         denom = self.denominator(batch)
         shared = self.shared_prompts(batch)
         chunks = self.micro_batches(batch, shared)
@@ -294,6 +300,8 @@ class Trainer(Checkpoints):
             chunks = [[Sequence([self.pad_id, self.pad_id], [0.0, 0.0], [0.0, 0.0])]]
         agg = {"loss": 0.0, "pg": 0.0, "kl_term": 0.0, "kl_sum": 0.0, "kl_count": 0, "tokens": 0, "total_tokens": 0}
         self.optimizer.zero_grad(set_to_none=True)
+        if n_proc == 1:  # gradients and moments in one block each (``memory.py``); multi-process: DDP's buckets
+            flat_grads(self.params)
         for j, mb in enumerate(chunks):
             sync = contextlib.nullcontext() if j == len(chunks) - 1 else self.accelerator.no_sync(self._model)
             with sync:
@@ -309,6 +317,7 @@ class Trainer(Checkpoints):
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm and self.cfg.max_grad_norm > 0 else float("inf")
         grad_norm = self.accelerator.clip_grad_norm_(self.params, max_norm)
         lr = self.scheduler.get_last_lr()[0]
+        flat_adam_state(getattr(self.optimizer, "optimizer", self.optimizer))
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)

@@ -88,7 +88,7 @@ BAD = {  # one out-of-range (or wrong-type) value for every field of TrainConfig
                   "warmup_steps": -1, "lr_schedule": "linear", "dtype": "fp8", "lora": "yes", "lora_r": 0,
                   "lora_alpha": -1, "lora_dropout": 1.0, "lora_target_modules": [], "kl_estimator": "k3",
                   "loss_normalization": "x", "save_every": -1, "log_every": 0, "seed": 0.5,
-                  "gradient_checkpointing": 1, "share_prompts": "yes", "temperature": 0.0, "val_problems": -1, "val_every": -2,
+                  "gradient_checkpointing": 1, "share_prompts": "yes", "lean_activations": 2, "temperature": 0.0, "val_problems": -1, "val_every": -2,
                   "select": "best"},
     StarConfig: {"iterations": 0, "n_problems": 0, "samples_per_problem": 0, "max_new_tokens": 0},
     PairConfig: {"n_problems": 0, "samples_per_problem": 1, "max_pairs_per_problem": 0, "max_new_tokens": 0},

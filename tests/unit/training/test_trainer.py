@@ -291,7 +291,9 @@ def test_fused_output_layer_loss_equals_autograd_path(tok, tmp_path, est):
         out[fused] = (st, {n: p.grad.clone() for n, p in tr.model.named_parameters()})
     assert out[True][0]["kl"] > 1e-5
     for key in ("loss", "pg", "kl_term", "kl", "tokens"):
-        assert out[True][0][key] == pytest.approx(out[False][0][key], rel=1e-5, abs=1e-8), key
+        # the KL is a small difference of fp32 log-probs (~5e-3 here): its rounding is ~1e-5 of it, not of a loss
+        rel = 1e-4 if key.startswith("kl") else 1e-5
+        assert out[True][0][key] == pytest.approx(out[False][0][key], rel=rel, abs=1e-8), key
     for n, g in out[False][1].items():
         assert_grad_close(out[True][1][n], g, msg=n)
 

@@ -1,0 +1,68 @@
+"""Where a training step's long-lived tensors live: the gradients and the optimizer's moments in one block each.
+
+Why: on a CPU, glibc serves every allocation below its mmap threshold (which rises by itself to 32 MB) from one
+heap. Created one tensor per parameter, the gradients (in the first micro-batch's backward) and AdamW's moments (in
+the first optimizer step) landed in the holes the activations had left, so the next micro-batch's activations no
+longer fitted there and the heap grew by their size; it never shrinks below a live tensor. One block per (dtype,
+device) is far above the threshold, so it is mapped on its own, away from the activations, and handed back to the
+OS whole when freed. The values are the same: the gradients start at zero and autograd adds into them in place,
+and the moments start as the zeros AdamW would create (or as copies of a checkpoint's).
+``scripts/step_memory.py`` measures the effect (``results/signal-arith.md`` §6)."""
+from __future__ import annotations
+
+import torch
+
+
+def _blocks(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """One zeroed block per (dtype, device) for ``tensors``, and each tensor's view of it (same shape), in order."""
+    sizes: dict[tuple, int] = {}
+    for t in tensors:
+        key = (t.dtype, t.device)
+        sizes[key] = sizes.get(key, 0) + t.numel()
+    blocks = {key: torch.zeros(n, dtype=key[0], device=key[1]) for key, n in sizes.items()}
+    offset = dict.fromkeys(sizes, 0)
+    views = []
+    for t in tensors:
+        key = (t.dtype, t.device)
+        views.append(blocks[key][offset[key]:offset[key] + t.numel()].view(t.shape))
+        offset[key] += t.numel()
+    return views
+
+
+def flat_grads(params: list[torch.Tensor]) -> None:
+    """Give every parameter in ``params`` that has no gradient a zero one, a view of one block per (dtype,
+    device); backward then adds into it in place. Single process only: distributed wrappers keep their own
+    gradient buckets."""
+    need = [p for p in params if p.grad is None]
+    for p, g in zip(need, _blocks(need)):
+        p.grad = g
+
+
+MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+
+
+def flat_adam_state(optimizer: torch.optim.Optimizer) -> None:
+    """Put an Adam(W)'s moments in one block per moment and (dtype, device): zeros with ``step`` 0 where a
+    parameter has no state yet (what the optimizer's first step would create), copies where it has (a loaded
+    checkpoint). Does nothing when they already are in blocks; call it before ``optimizer.step()``."""
+    if any(group.get("fused") or group.get("capturable") for group in optimizer.param_groups):
+        return  # those keep ``step`` on the device: left to the optimizer
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if getattr(optimizer, "_flat_blocks", None) is not None and all(
+            optimizer.state.get(p, {}).get("exp_avg") is not None
+            and optimizer.state[p]["exp_avg"].untyped_storage().data_ptr() in optimizer._flat_blocks
+            for p in params):
+        return
+    amsgrad = any(group.get("amsgrad") for group in optimizer.param_groups)
+    ptrs = set()
+    for name in MOMENTS[:3 if amsgrad else 2]:
+        for p, view in zip(params, _blocks(params)):
+            state = optimizer.state[p]
+            if name in state:
+                view.copy_(state[name])
+            if "step" not in state:
+                state["step"] = torch.tensor(0.0, dtype=torch.float64 if torch.get_default_dtype() == torch.float64
+                                             else torch.float32)  # as Adam's _init_group
+            state[name] = view
+            ptrs.add(view.untyped_storage().data_ptr())
+    optimizer._flat_blocks = ptrs

@@ -1,0 +1,83 @@
+"""Gradients and AdamW's moments in one block each (``training/memory.py``): the same training, bit for bit, and the
+tensors really in one block; micro-batches run longest first."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scorebench.training import Trainer
+from scorebench.training import trainer as trainer_mod
+from scorebench.training.memory import flat_adam_state, flat_grads
+
+from test_trainer import cfg, seqs, tiny, tok  # noqa: F401  (tok: the fixture)
+
+
+def _train(tok, path, steps=3, flat=True, monkeypatch=None):
+    if not flat:
+        monkeypatch.setattr(trainer_mod, "flat_grads", lambda params: None)
+        monkeypatch.setattr(trainer_mod, "flat_adam_state", lambda opt: None)
+    tr = Trainer(tiny(tok), tok, cfg(lr=5e-2, batch_size=6, micro_batch_size=2), path, ref_model=False)
+    seen = []
+    orig = tr.optimizer.step
+
+    def record(*a, **kw):  # what the step's gradients live in, as the optimizer sees them
+        seen.append({p.grad.untyped_storage().data_ptr() for p in tr.params})
+        return orig(*a, **kw)
+    tr.optimizer.step = record
+    for i in range(steps):
+        tr.step(seqs(6, seed=i))
+    if not flat:
+        monkeypatch.undo()
+    return tr, seen
+
+
+def test_blocks_train_exactly_as_separate_tensors(tok, tmp_path, monkeypatch):
+    a, seen_a = _train(tok, tmp_path / "flat")
+    b, seen_b = _train(tok, tmp_path / "plain", flat=False, monkeypatch=monkeypatch)
+    for (n, p), q in zip(a.model.named_parameters(), b.model.parameters()):
+        assert torch.equal(p, q), n
+    inner = a.optimizer.optimizer
+    for name in ("exp_avg", "exp_avg_sq"):
+        assert len({inner.state[p][name].untyped_storage().data_ptr() for p in a.params}) == 1, name
+        assert all(torch.equal(inner.state[p][name], b.optimizer.optimizer.state[q][name])
+                   for p, q in zip(a.params, b.params))
+    assert all(len(s) == 1 for s in seen_a)  # every step's gradients: one block
+    assert all(len(s) == len(b.params) for s in seen_b)  # without: one tensor each
+    assert all(p.grad is None for p in a.params)  # freed after the step, so rollouts do not hold them
+
+
+def test_loaded_moments_are_copied_into_blocks(tok, tmp_path):
+    tr, _ = _train(tok, tmp_path / "a", steps=2)
+    inner = tr.optimizer.optimizer
+    state = inner.state_dict()
+    state["state"] = {k: {n: v.clone() for n, v in st.items()} for k, st in state["state"].items()}
+    fresh = Trainer(tiny(tok), tok, cfg(lr=5e-2, batch_size=6, micro_batch_size=2), tmp_path / "b", ref_model=False)
+    opt = fresh.optimizer.optimizer
+    opt.load_state_dict(state)  # one tensor per parameter and moment, as an older checkpoint holds
+    assert len({opt.state[p]["exp_avg"].untyped_storage().data_ptr() for p in fresh.params}) == len(fresh.params)
+    flat_adam_state(opt)
+    for p, q in zip(fresh.params, tr.params):
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(opt.state[p][name], inner.state[q][name]), name
+    assert len({opt.state[p]["exp_avg_sq"].untyped_storage().data_ptr() for p in fresh.params}) == 1
+
+
+def test_flat_grads_keeps_existing_gradients_and_groups_by_dtype():
+    a = torch.nn.Parameter(torch.ones(3))
+    b = torch.nn.Parameter(torch.ones(2, 2))
+    c = torch.nn.Parameter(torch.ones(4, dtype=torch.float64))
+    kept = torch.full((3,), 7.0)
+    a.grad = kept
+    flat_grads([a, b, c])
+    assert a.grad is kept
+    assert b.grad.shape == (2, 2) and torch.equal(b.grad, torch.zeros(2, 2)) and c.grad.dtype == torch.float64
+    (b.sum() * 2 + c.sum()).backward()  # autograd adds into the views in place
+    assert torch.equal(b.grad, torch.full((2, 2), 2.0)) and torch.equal(c.grad, torch.ones(4, dtype=torch.float64))
+    assert b.grad.untyped_storage().nbytes() == 4 * 4  # b's own block (a already had a gradient)
+
+
+def test_micro_batches_run_longest_first(tok, tmp_path):
+    for kw in ({"micro_batch_size": 2}, {"micro_batch_tokens": 14}):
+        tr = Trainer(tiny(tok), tok, cfg(batch_size=6, **kw), tmp_path / str(len(kw)), ref_model=False)
+        widths = [max(len(s.input_ids) for s in mb) for mb in tr.micro_batches(seqs(6))]
+        assert len(widths) > 1 and widths == sorted(widths, reverse=True), (kw, widths)
