@@ -32,10 +32,33 @@ def _blocks(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
 def flat_grads(params: list[torch.Tensor]) -> None:
     """Give every parameter in ``params`` that has no gradient a zero one, a view of one block per (dtype,
     device); backward then adds into it in place. Single process only: distributed wrappers keep their own
-    gradient buckets."""
+    gradient buckets. Call ``untouched_to_none`` before the optimizer step."""
     need = [p for p in params if p.grad is None]
     for p, g in zip(need, _blocks(need)):
         p.grad = g
+        if not getattr(p, "_grad_seen_hook", False):
+            p.register_post_accumulate_grad_hook(_seen)
+            p._grad_seen_hook = True
+        p._grad_seen = False
+
+
+def _seen(p: torch.Tensor) -> None:
+    p._grad_seen = True
+
+
+def untouched_to_none(params: list[torch.Tensor]) -> None:
+    """A gradient no backward reached goes back to None, as it would be without blocks, so the optimizer skips its
+    parameter (a zero gradient would still move AdamW's moments and apply weight decay)."""
+    for p in params:
+        if getattr(p, "_grad_seen", None) is False:
+            p.grad = None
+        p._grad_seen = None
+
+
+def before_optimizer_step(params: list[torch.Tensor], optimizer: torch.optim.Optimizer) -> None:
+    """``untouched_to_none`` then ``flat_adam_state``: what the trainer calls between backward and the step."""
+    untouched_to_none(params)
+    flat_adam_state(optimizer)
 
 
 MOMENTS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")

@@ -28,7 +28,7 @@ from .sequences import Sequence
 from .checkpoint import Checkpoints, _step_of
 from .curves import plot_log
 from .lean import make_lean
-from .memory import flat_adam_state, flat_grads
+from .memory import before_optimizer_step, flat_grads
 from .prompts import SharedPrompts
 from .token_loss import SelectedLogits, fused_token_loss, release_workspace
 
@@ -317,7 +317,7 @@ class Trainer(Checkpoints):
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm and self.cfg.max_grad_norm > 0 else float("inf")
         grad_norm = self.accelerator.clip_grad_norm_(self.params, max_norm)
         lr = self.scheduler.get_last_lr()[0]
-        flat_adam_state(getattr(self.optimizer, "optimizer", self.optimizer))
+        before_optimizer_step(self.params, getattr(self.optimizer, "optimizer", self.optimizer))
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)

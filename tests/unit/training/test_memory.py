@@ -15,7 +15,7 @@ from test_trainer import cfg, seqs, tiny, tok  # noqa: F401  (tok: the fixture)
 def _train(tok, path, steps=3, flat=True, monkeypatch=None):
     if not flat:
         monkeypatch.setattr(trainer_mod, "flat_grads", lambda params: None)
-        monkeypatch.setattr(trainer_mod, "flat_adam_state", lambda opt: None)
+        monkeypatch.setattr(trainer_mod, "before_optimizer_step", lambda params, opt: None)
     tr = Trainer(tiny(tok), tok, cfg(lr=5e-2, batch_size=6, micro_batch_size=2), path, ref_model=False)
     seen = []
     orig = tr.optimizer.step
@@ -81,3 +81,23 @@ def test_micro_batches_run_longest_first(tok, tmp_path):
         tr = Trainer(tiny(tok), tok, cfg(batch_size=6, **kw), tmp_path / str(len(kw)), ref_model=False)
         widths = [max(len(s.input_ids) for s in mb) for mb in tr.micro_batches(seqs(6))]
         assert len(widths) > 1 and widths == sorted(widths, reverse=True), (kw, widths)
+
+
+def test_a_parameter_no_backward_reaches_is_left_alone(tok, tmp_path):
+    """Its block gradient goes back to None before the optimizer step, so AdamW (weight decay included) skips it,
+    as it did with one tensor per gradient."""
+    model = tiny(tok)
+    model.unused = torch.nn.Parameter(torch.ones(3))
+    tr = Trainer(model, tok, cfg(lr=5e-2, weight_decay=0.5, batch_size=6, micro_batch_size=2), tmp_path,
+                 ref_model=False)
+    seen = []
+    orig = tr.optimizer.step
+
+    def record(*a, **kw):
+        seen.append((model.unused.grad, model.model.norm.weight.grad is not None))
+        return orig(*a, **kw)
+    tr.optimizer.step = record
+    for i in range(2):
+        tr.step(seqs(6, seed=i))
+    assert seen == [(None, True), (None, True)]
+    assert torch.equal(model.unused.detach(), torch.ones(3))
