@@ -47,10 +47,11 @@ def one(path: str, flag: str, share: bool) -> dict:
     tr, _ = trainer({flag: share})
     c, t = time.process_time(), time.perf_counter()
     st = tr.step(seqs)
+    shared = tr.shared_prompts(seqs)  # after the timed step: it runs the prompts' forward
     return {flag: share, "trainer_step_cpu_s": time.process_time() - c,
             "trainer_step_s": time.perf_counter() - t, "loss": st["loss"], "grad_norm": st["grad_norm"],
             "sequences": len(seqs), "tokens": sum(len(s.input_ids) for s in seqs),
-            "shared_prompts": len(tr.shared_prompts(seqs).prompts) if tr.shared_prompts(seqs) else 0,
+            "shared_prompts": len(shared.prompts) if shared else 0,
             "threads": torch.get_num_threads(),
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
 
@@ -73,8 +74,8 @@ def main():
         sample(seqs, a.problems, a.samples)
         rows = []
         for v in ("off", "on", "on", "off"):
-            r = subprocess.run([sys.executable, __file__, "--out", a.out, "--flag", a.flag, "--one", v, "--seqs", seqs],
-                               capture_output=True, text=True, env=env, cwd=ROOT)
+            r = subprocess.run([sys.executable, __file__, "--out", a.out, "--flag", a.flag, "--one", v,
+                                "--seqs", seqs], capture_output=True, text=True, env=env, cwd=ROOT)
             if r.returncode:
                 raise SystemExit(r.stderr[-3000:])
             rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
