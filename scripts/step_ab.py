@@ -7,6 +7,8 @@ One precision: each variant samples its rollouts in the dtype its trainer comput
     python scripts/step_ab.py --out results/signal-arith/step-ab.json
     # an older commit's step at its own defaults against this checkout's (issue 21: "2x faster than today's")
     python scripts/step_ab.py --old 403116e --out results/signal-arith/step-old-vs-new.json
+    # a change of this session against the commit before it, both at cpu-learn's micro-batch of 4
+    python scripts/step_ab.py --old e568626 --old-micro 4 --problems 16 --samples 4 --out ...
     # one engine change alone: the rollouts of a commit before it against this checkout's (same episodes?)
     python scripts/step_ab.py --old e274e67 --problems 16 --samples 4 --rollouts-only --out ...
 
@@ -28,6 +30,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+BASE_ENV = dict(os.environ)
+"""The environment this script was started with: each variant's process gets it, not what importing scorebench
+here sets (``scorebench.PRIMITIVE_CACHE_CAPACITY``), so an older checkout runs with its own settings."""
 
 
 class _Clock:
@@ -95,7 +100,7 @@ def _git(*args, cwd=ROOT) -> str:
 
 
 def _variant(label, tree: Path, dtype, micro, a) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = {**BASE_ENV, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": BASE_ENV.get("OMP_NUM_THREADS", "1")}
     r = subprocess.run([sys.executable, __file__, "--out", a.out, "--one", dtype, "--problems", str(a.problems),
                         "--samples", str(a.samples), "--micro", str(micro)]
                        + (["--rollouts-only"] if a.rollouts_only else []),
@@ -112,6 +117,8 @@ def main():
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--micro", type=int, default=8, help="micro-batch of both variants without --old")
     ap.add_argument("--old", help="compare this commit's step at its defaults with this checkout's")
+    ap.add_argument("--old-micro", type=int, default=8,
+                    help="the old variant's micro-batch with --old (8: the issue's code; 4: a cpu-learn checkout)")
     ap.add_argument("--rollouts-only", action="store_true",
                     help="time the rollouts alone, and say whether both variants drew the same episodes")
     ap.add_argument("--one", help=argparse.SUPPRESS)
@@ -126,7 +133,7 @@ def main():
         new_tree = Path(tempfile.mkdtemp(prefix="step-new-"))  # a snapshot: the checkout may change meanwhile
         _git("worktree", "add", "--detach", str(new_tree), "HEAD")
         new_micro = load_preset("cpu-learn")["micro_batch_size"]
-        variants = {"old": (old_tree, "auto", 8), "new": (new_tree, "auto", new_micro)}
+        variants = {"old": (old_tree, "auto", a.old_micro), "new": (new_tree, "auto", new_micro)}
         order = ["old", "new", "new", "old"]
     else:
         variants = {"float32": (ROOT, "float32", a.micro), "bfloat16": (ROOT, "bfloat16", a.micro)}

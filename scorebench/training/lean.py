@@ -1,5 +1,5 @@
-"""The policy's RMSNorms and SwiGLU MLPs with lean backward state: the same outputs and gradients, fewer saved
-activations.
+"""The policy's RMSNorms, SwiGLU MLPs and linear layers with lean backward state: the same outputs and gradients,
+fewer saved activations.
 
 Why: a micro-batch's saved activations set the trainer step's peak memory. Composed of small ops, a Llama-style
 RMSNorm keeps two fp32 copies of its input's size for backward (the input and the normalised input) and the
@@ -9,13 +9,22 @@ one fp32 and one bf16 tensor of the hidden / intermediate width fewer per layer 
 bit for bit (the forward runs the module's own ops); SwiGLU's gradients too (its backward runs autograd's); the
 RMSNorm's backward is one closed form, equal to autograd's up to fp32 summation order.
 
+Under bf16 autocast a linear layer keeps two casts for backward: its fp32 weight's bf16 copy (autocast makes one
+per forward and the matmul saves it) and its input's (one per layer: q, k and v each cast the same fp32 input,
+and so do gate and up). A 4 x 299-token micro-batch of the embedded model saved 0.21 GB of weight copies and
+0.12 GB of repeated input casts. ``_CastLinear`` computes what autocast computes — F.linear on the bf16 casts —
+keeps the input's cast, shared by the projections that read the same input, and casts the weight again in
+backward: outputs and gradients bit for bit the same (test), at one more weight cast per layer in backward.
+
 ``make_lean`` replaces ``forward`` on a model's modules that pass a check: a norm only where its own forward and
 the lean one agree bit for bit on a probe (so a norm of another formula, e.g. Gemma's 1 + w, stays as it is); an
-MLP only where its forward is down(silu(gate(x)) * up(x)) on a probe.
+MLP only where its forward is down(silu(gate(x)) * up(x)) on a probe; every ``nn.Linear`` but the output layer
+(which the trainer computes in fp32), the lean path taken only under bf16 / fp16 autocast with grad enabled.
 """
 from __future__ import annotations
 
 import types
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +66,62 @@ class _SwiGLU(torch.autograd.Function):
         return d_gate, d_up
 
 
+class _CastLinear(torch.autograd.Function):
+    """F.linear(x.to(dt), w.to(dt), b.to(dt)) for the autocast dtype dt; keeps ``xc`` (x's cast, given) and the
+    fp32 weight itself, not its cast. Backward runs the matmuls autograd's mm backward runs, in the same layouts,
+    so the gradients are the same bits; the weight's and bias's come back in their own dtype (fp32), as
+    autocast's cast returns them, and x's in x's."""
+
+    @staticmethod
+    def forward(ctx, x, xc, w, b):
+        with torch.autocast(x.device.type, enabled=False):
+            y = F.linear(xc, w.to(xc.dtype), None if b is None else b.to(xc.dtype))
+        ctx.save_for_backward(xc, w)
+        ctx.x_dtype, ctx.b_dtype = x.dtype, None if b is None else b.dtype
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        xc, w = ctx.saved_tensors
+        g2 = g.reshape(-1, g.shape[-1])
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = g2.mm(w.to(g.dtype)).view(*g.shape[:-1], w.shape[1]).to(ctx.x_dtype)
+        if ctx.needs_input_grad[2]:
+            gw = g2.t().mm(xc.reshape(-1, xc.shape[-1])).to(w.dtype)
+        if ctx.needs_input_grad[3]:
+            gb = g2.sum(0).to(ctx.b_dtype)
+        return gx, None, gw, gb
+
+
+_last_cast: list = [None]
+"""(x, x's version, dtype, x's cast) of the last input cast, held by weak references: q, k and v (gate and up)
+read one input one after another, and share its cast."""
+
+
+def _cast_once(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x's cast to ``dtype``, without gradient, made once for consecutive calls on the same unchanged ``x``."""
+    if x.dtype == dtype:
+        return x.detach()
+    c = _last_cast[0]
+    if c is not None and c[0]() is x and c[1] == x._version and c[2] == dtype:
+        xc = c[3]()
+        if xc is not None:
+            return xc
+    with torch.no_grad():
+        xc = x.to(dtype)
+    _last_cast[0] = (weakref.ref(x), x._version, dtype, weakref.ref(xc))
+    return xc
+
+
+def _linear_forward(self, x):
+    dev = x.device.type
+    if (not torch.is_grad_enabled() or not torch.is_autocast_enabled(dev) or self.weight.dtype != torch.float32
+            or x.dtype not in (torch.float32, torch.get_autocast_dtype(dev))):
+        return self._own_forward(x)
+    return _CastLinear.apply(x, _cast_once(x, torch.get_autocast_dtype(dev)), self.weight, self.bias)
+
+
 def _norm_forward(self, x):
     if x.dtype != torch.float32 or self.weight.dtype != torch.float32 or not torch.is_grad_enabled():
         return self._own_forward(x)
@@ -90,10 +155,15 @@ def _mlp_agrees(mod) -> bool:
 
 
 def make_lean(model) -> int:
-    """Give ``model``'s RMSNorms and SwiGLU MLPs the lean forward; returns how many modules changed."""
+    """Give ``model``'s RMSNorms, SwiGLU MLPs and linear layers the lean forward; returns how many modules changed."""
     n = 0
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     for mod in model.modules():
         if getattr(mod, "_own_forward", None) is not None:
+            continue
+        if type(mod) is torch.nn.Linear and mod is not head:
+            mod._own_forward, mod.forward = mod.forward, types.MethodType(_linear_forward, mod)
+            n += 1
             continue
         if type(mod).__name__.endswith("RMSNorm") and _norm_agrees(mod):
             mod._own_forward, mod.forward = mod.forward, types.MethodType(_norm_forward, mod)

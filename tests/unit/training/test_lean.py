@@ -1,13 +1,14 @@
-"""The lean RMSNorm / SwiGLU (``training/lean.py``): the same outputs bit for bit, the same gradients, fewer saved
-activations, and modules of another formula left alone."""
+"""The lean RMSNorm / SwiGLU / linear layers (``training/lean.py``): the same outputs bit for bit, the same
+gradients, fewer saved activations, and modules of another formula left alone."""
 from __future__ import annotations
 
 import copy
+import types
 
 import pytest
 import torch
 
-from scorebench.training.lean import _SwiGLU, make_lean
+from scorebench.training.lean import _linear_forward, _SwiGLU, make_lean
 
 
 def tiny_llama(seed=0):
@@ -41,7 +42,7 @@ def _run(model, ids, autocast):
 def test_same_outputs_and_gradients_fewer_saved_bytes(autocast):
     own = tiny_llama()
     lean = copy.deepcopy(own)
-    assert make_lean(lean) == 2 * 2 + 1 + 2  # two norms and an MLP per layer, the final norm
+    assert make_lean(lean) == 2 * (2 + 1 + 7) + 1  # per layer two norms, an MLP, 7 linears; the final norm
     assert make_lean(lean) == 0  # twice is once
     ids = torch.randint(0, 101, (3, 17), generator=torch.Generator().manual_seed(1))
     out_own, g_own, b_own = _run(own, ids, autocast)
@@ -53,7 +54,50 @@ def test_same_outputs_and_gradients_fewer_saved_bytes(autocast):
     tokens, width, inter = 3 * 17, 32, 64
     elt = 2 if autocast else 4
     # per layer: the normalised input of both norms (fp32) and silu(gate) (compute dtype); the final norm's too
-    assert b_own - b_lean == 2 * (2 * tokens * width * 4 + tokens * inter * elt) + tokens * width * 4
+    fewer = 2 * (2 * tokens * width * 4 + tokens * inter * elt) + tokens * width * 4
+    if autocast:  # and per layer the linears' bf16 weight copies, and k, v, up's own casts of their input
+        weights = 32 * 32 * 2 + 16 * 32 * 2 + 64 * 32 * 2 + 32 * 64
+        fewer += 2 * (weights * 2 + 3 * tokens * width * 2)
+    assert b_own - b_lean == fewer
+
+
+def _lean_linears_only(model):
+    for m in model.modules():
+        if type(m) is torch.nn.Linear and m is not model.get_output_embeddings():
+            m._own_forward, m.forward = m.forward, types.MethodType(_linear_forward, m)
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_lean_linears_give_autocasts_gradients_bit_for_bit(autocast):
+    """The linears alone (the norms' closed form changes fp32 summation order): outputs and every parameter's
+    gradient equal bit for bit, the output layer untouched."""
+    own = tiny_llama()
+    lean = copy.deepcopy(own)
+    _lean_linears_only(lean)
+    assert getattr(lean.get_output_embeddings(), "_own_forward", None) is None
+    ids = torch.randint(0, 101, (3, 17), generator=torch.Generator().manual_seed(1))
+    out_own, g_own, b_own = _run(own, ids, autocast)
+    out_lean, g_lean, b_lean = _run(lean, ids, autocast)
+    assert torch.equal(out_lean, out_own)
+    for n, g in g_own.items():
+        assert torch.equal(g_lean[n], g), n
+    assert (b_lean < b_own) == autocast
+
+
+def test_an_input_changed_in_place_is_cast_again():
+    """Projections share one cast of their input only while the input is the same, unchanged tensor."""
+    lin = torch.nn.Linear(4, 3)
+    lin._own_forward, lin.forward = lin.forward, types.MethodType(_linear_forward, lin)
+    x = torch.randn(2, 4, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = x * 1.0
+        a = lin(h)
+        with torch.no_grad():
+            h.mul_(2.0)
+        b = lin(h)
+        want = torch.nn.functional.linear(h.to(torch.bfloat16), lin.weight.to(torch.bfloat16),
+                                          lin.bias.to(torch.bfloat16))
+    assert torch.equal(b, want) and not torch.equal(a, b)
 
 
 def test_no_grad_runs_the_modules_own_forward():
@@ -79,7 +123,7 @@ def test_a_norm_of_another_formula_is_left_alone():
     odd = OnePlus(32)
     odd.load_state_dict(layer.input_layernorm.state_dict())
     layer.input_layernorm = odd
-    assert make_lean(m) == 2 * 2 + 1 + 2 - 1
+    assert make_lean(m) == 2 * (2 + 1 + 7) + 1 - 1
     assert getattr(odd, "_own_forward", None) is None
 
 
@@ -93,3 +137,20 @@ def test_swiglu_gradients_are_autograds_bit_for_bit(dtype):
     (torch.nn.functional.silu(want[0]) * want[1]).backward(d)
     for a, b in zip(got, want):
         assert torch.equal(a.grad, b.grad)
+
+
+def test_lean_linear_with_bias_on_a_batch_of_sequences_bit_for_bit():
+    g = torch.Generator().manual_seed(3)
+    own = torch.nn.Linear(6, 5)
+    lean = copy.deepcopy(own)
+    lean._own_forward, lean.forward = lean.forward, types.MethodType(_linear_forward, lean)
+    x = torch.randn(2, 3, 6, generator=g)
+    grads = []
+    for m in (own, lean):
+        xi = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = m(xi)
+        y.float().square().sum().backward()
+        grads.append((y.detach(), xi.grad, m.weight.grad, m.bias.grad))
+    for a, b in zip(*grads):
+        assert a.dtype == b.dtype and torch.equal(a, b)
