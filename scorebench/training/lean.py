@@ -128,10 +128,41 @@ def _norm_forward(self, x):
     return _RMSNorm.apply(x, self.weight, self.variance_epsilon)
 
 
+class _SwiGLUDown(torch.autograd.Function):
+    """down(silu(gate) * up) under autocast, down's weight fp32 (``_CastLinear``'s rule); keeps gate and up only:
+    backward makes silu(gate) * up again (the ops of the forward, so the same bits) instead of keeping down's
+    input, one (tokens x intermediate) bf16 tensor per layer."""
+
+    @staticmethod
+    def forward(ctx, gate, up, w):
+        h = F.silu(gate) * up
+        with torch.autocast(gate.device.type, enabled=False):
+            y = F.linear(h, w.to(h.dtype))
+        ctx.save_for_backward(gate, up, w)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        gate, up, w = ctx.saved_tensors
+        h = F.silu(gate) * up
+        g2 = g.reshape(-1, g.shape[-1])
+        gw = g2.t().mm(h.reshape(-1, h.shape[-1])).to(w.dtype) if ctx.needs_input_grad[2] else None
+        d = g2.mm(w.to(g.dtype)).view(h.shape)
+        d_up = d * F.silu(gate) if ctx.needs_input_grad[1] else None
+        d_gate = torch.ops.aten.silu_backward(d * up, gate) if ctx.needs_input_grad[0] else None
+        return d_gate, d_up, gw
+
+
 def _mlp_forward(self, x):
     if not torch.is_grad_enabled():
         return self._own_forward(x)
-    return self.down_proj(_SwiGLU.apply(self.gate_proj(x), self.up_proj(x)))
+    gate, up = self.gate_proj(x), self.up_proj(x)
+    down = self.down_proj
+    if (type(down) is torch.nn.Linear and down.bias is None and down.weight.dtype == torch.float32
+            and torch.is_autocast_enabled(x.device.type) and gate.dtype == up.dtype == torch.get_autocast_dtype(
+                x.device.type)):
+        return _SwiGLUDown.apply(gate, up, down.weight)
+    return down(_SwiGLU.apply(gate, up))
 
 
 def _norm_agrees(mod) -> bool:
