@@ -60,17 +60,37 @@ class _SwiGLU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d):
-        gate, up = ctx.saved_tensors
-        d_up = d * F.silu(gate) if ctx.needs_input_grad[1] else None
-        d_gate = torch.ops.aten.silu_backward(d * up, gate) if ctx.needs_input_grad[0] else None
-        return d_gate, d_up
+        return _swiglu_grads(d, *ctx.saved_tensors, *ctx.needs_input_grad)
+
+
+def _swiglu_grads(d, gate, up, need_gate: bool, need_up: bool):
+    """(d gate, d up) of silu(gate) * up for its gradient ``d``, by autograd's own ops."""
+    d_up = d * F.silu(gate) if need_up else None
+    d_gate = torch.ops.aten.silu_backward(d * up, gate) if need_gate else None
+    return d_gate, d_up
+
+
+def _linear_grads(g, xc, w, need_x: bool, need_w: bool):
+    """(d xc in g's dtype, d w in w's dtype) of F.linear(xc, w.to(g.dtype)) for its gradient ``g``: the matmuls
+    autograd's mm backward runs, in the same layouts, so the same bits as autocast's linear."""
+    g2 = g.reshape(-1, g.shape[-1])
+    gx = g2.mm(w.to(g.dtype)).view(*g.shape[:-1], w.shape[1]) if need_x else None
+    gw = g2.t().mm(xc.reshape(-1, xc.shape[-1])).to(w.dtype) if need_w else None
+    return gx, gw
+
+
+def _cast_dtype(device_type: str, w: torch.Tensor):
+    """The autocast dtype where the lean cast path applies to a layer with fp32 weight ``w`` (grad enabled,
+    autocast on), else None."""
+    if not torch.is_grad_enabled() or not torch.is_autocast_enabled(device_type) or w.dtype != torch.float32:
+        return None
+    return torch.get_autocast_dtype(device_type)
 
 
 class _CastLinear(torch.autograd.Function):
     """F.linear(x.to(dt), w.to(dt), b.to(dt)) for the autocast dtype dt; keeps ``xc`` (x's cast, given) and the
-    fp32 weight itself, not its cast. Backward runs the matmuls autograd's mm backward runs, in the same layouts,
-    so the gradients are the same bits; the weight's and bias's come back in their own dtype (fp32), as
-    autocast's cast returns them, and x's in x's."""
+    fp32 weight itself, not its cast (``_linear_grads`` casts it again); the weight's and bias's gradients come
+    back in their own dtype (fp32), as autocast's cast returns them, and x's in x's."""
 
     @staticmethod
     def forward(ctx, x, xc, w, b):
@@ -83,15 +103,10 @@ class _CastLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         xc, w = ctx.saved_tensors
-        g2 = g.reshape(-1, g.shape[-1])
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = g2.mm(w.to(g.dtype)).view(*g.shape[:-1], w.shape[1]).to(ctx.x_dtype)
-        if ctx.needs_input_grad[2]:
-            gw = g2.t().mm(xc.reshape(-1, xc.shape[-1])).to(w.dtype)
-        if ctx.needs_input_grad[3]:
-            gb = g2.sum(0).to(ctx.b_dtype)
-        return gx, None, gw, gb
+        need = ctx.needs_input_grad
+        gx, gw = _linear_grads(g, xc, w, need[0], need[2])
+        gb = g.reshape(-1, g.shape[-1]).sum(0).to(ctx.b_dtype) if need[3] else None
+        return None if gx is None else gx.to(ctx.x_dtype), None, gw, gb
 
 
 _last_cast: list = [None]
@@ -115,11 +130,10 @@ def _cast_once(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _linear_forward(self, x):
-    dev = x.device.type
-    if (not torch.is_grad_enabled() or not torch.is_autocast_enabled(dev) or self.weight.dtype != torch.float32
-            or x.dtype not in (torch.float32, torch.get_autocast_dtype(dev))):
+    dt = _cast_dtype(x.device.type, self.weight)
+    if dt is None or x.dtype not in (torch.float32, dt):
         return self._own_forward(x)
-    return _CastLinear.apply(x, _cast_once(x, torch.get_autocast_dtype(dev)), self.weight, self.bias)
+    return _CastLinear.apply(x, _cast_once(x, dt), self.weight, self.bias)
 
 
 def _norm_forward(self, x):
@@ -144,13 +158,10 @@ class _SwiGLUDown(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         gate, up, w = ctx.saved_tensors
-        h = F.silu(gate) * up
-        g2 = g.reshape(-1, g.shape[-1])
-        gw = g2.t().mm(h.reshape(-1, h.shape[-1])).to(w.dtype) if ctx.needs_input_grad[2] else None
-        d = g2.mm(w.to(g.dtype)).view(h.shape)
-        d_up = d * F.silu(gate) if ctx.needs_input_grad[1] else None
-        d_gate = torch.ops.aten.silu_backward(d * up, gate) if ctx.needs_input_grad[0] else None
-        return d_gate, d_up, gw
+        need_gate, need_up, need_w = ctx.needs_input_grad
+        h = F.silu(gate) * up if need_w else None
+        d, gw = _linear_grads(g, h, w, need_gate or need_up, need_w)
+        return (*_swiglu_grads(d, gate, up, need_gate, need_up), gw) if d is not None else (None, None, gw)
 
 
 def _mlp_forward(self, x):
@@ -158,9 +169,8 @@ def _mlp_forward(self, x):
         return self._own_forward(x)
     gate, up = self.gate_proj(x), self.up_proj(x)
     down = self.down_proj
-    if (type(down) is torch.nn.Linear and down.bias is None and down.weight.dtype == torch.float32
-            and torch.is_autocast_enabled(x.device.type) and gate.dtype == up.dtype == torch.get_autocast_dtype(
-                x.device.type)):
+    if (type(down) is torch.nn.Linear and down.bias is None
+            and gate.dtype == up.dtype == _cast_dtype(x.device.type, down.weight)):
         return _SwiGLUDown.apply(gate, up, down.weight)
     return down(_SwiGLU.apply(gate, up))
 
