@@ -28,7 +28,7 @@ from .sequences import Sequence
 from .checkpoint import Checkpoints, _step_of
 from .curves import plot_log
 from .lean import make_lean
-from .memory import before_optimizer_step, flat_grads
+from .memory import after_micro_batch, before_optimizer_step, flat_grads
 from .prompts import SharedPrompts
 from .token_loss import SelectedLogits, fused_token_loss, release_workspace
 
@@ -307,6 +307,7 @@ class Trainer(Checkpoints):
             with sync:
                 loss, st = self.loss(mb, denom=denom, shared=shared)
                 self.accelerator.backward(loss * n_proc)
+            after_micro_batch()
             for key in agg:
                 agg[key] += st[key] if batch else 0
         if shared is not None:  # single-process only (``shared_prompts``): no gradient sync to come after
@@ -397,4 +398,3 @@ def store_linears_in(model, dtype: torch.dtype) -> None:
             mod.weight.data = mod.weight.data.to(dtype)
             if mod.bias is not None:
                 mod.bias.data = mod.bias.data.to(dtype)
-

@@ -51,12 +51,13 @@ def test_plan_finds_shared_prompts_and_the_longest_one_a_head_starts_with():
     assert plan([Sequence([1, 2, 3], [0, 0, 0], [0, 0, 0])] * 2) == ([], [-1, -1])  # nothing trained: no head
 
 
-def _step_grads(tok, tmp_path, share: bool, micro: int, lora: bool = False, estimator="full"):
+def _step_grads(tok, tmp_path, share: bool, micro: int, lora: bool = False, estimator="full", dtype="float32",
+                saved=None):
     torch.manual_seed(0)
     model = tiny(tok)
     tr = Trainer(model, tok, TrainConfig(lr=1e-2, batch_size=8, micro_batch_size=micro, share_prompts=share,
-                                         kl_estimator=estimator, lora=lora, lora_r=4, lora_alpha=8),
-                 tmp_path / f"{share}{micro}{lora}{estimator}", temperature=0.7)
+                                         kl_estimator=estimator, lora=lora, lora_r=4, lora_alpha=8, dtype=dtype),
+                 tmp_path / f"{share}{micro}{lora}{estimator}{dtype}{saved is None}", temperature=0.7)
     with torch.no_grad():  # move the policy off the reference so the KL term has a gradient
         for p in tr.model.parameters():
             if p.requires_grad:
@@ -73,7 +74,11 @@ def _step_grads(tok, tmp_path, share: bool, micro: int, lora: bool = False, esti
     tr.optimizer.zero_grad()
     total = 0.0
     for mb in tr.micro_batches(seqs, shared):
-        loss, _ = tr.loss(mb, denom=len(seqs), shared=shared)
+        kept = {}  # per micro-batch: a storage freed by one micro-batch may come back at the same address
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: _count(t, kept), lambda t: t):
+            loss, _ = tr.loss(mb, denom=len(seqs), shared=shared)
+        if saved is not None:
+            saved.append(sum(kept.values()))
         loss.backward()
         total += float(loss.detach())
     if shared is not None:
@@ -81,6 +86,36 @@ def _step_grads(tok, tmp_path, share: bool, micro: int, lora: bool = False, esti
     hook.remove()
     grads = {n: p.grad.clone() for n, p in tr.model.named_parameters() if p.requires_grad}
     return total, grads, sum(tokens)
+
+
+def _count(t, kept: dict):
+    """Bytes kept for backward, each storage once."""
+    if not isinstance(t, torch.nn.Parameter):
+        kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return t
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_past_mask_built_once_gives_the_same_bits_and_is_kept_once(tok, tmp_path, monkeypatch, dtype):
+    """``past_attention_mask``: every layer shares one additive mask instead of converting the boolean mask
+    transformers builds from the 2-D one, and keeping its own copy; nothing else changes."""
+    from scorebench.training import token_loss
+    s_new, s_old = [], []
+    new = _step_grads(tok, tmp_path, True, 3, dtype=dtype, saved=s_new)
+    monkeypatch.setattr(token_loss, "past_attention_mask", lambda mask, width, decoder: mask)  # the 2-D mask
+    old = _step_grads(tok, tmp_path, True, 3, dtype=dtype, saved=s_old)
+    assert new[0] == old[0]
+    for name, g in old[1].items():
+        assert torch.equal(new[1][name], g), name
+    # the tiny model has 2 layers: each micro-batch with a past kept two (rows, 1, length, past + length) masks
+    # of the compute dtype, now one
+    seqs, _ = group_seqs()
+    tr = Trainer(tiny(tok), tok, TrainConfig(batch_size=8, micro_batch_size=3), tmp_path / "shapes")
+    sh = tr.shared_prompts(seqs)
+    elt = 2 if dtype == "bfloat16" else 4
+    masks = [len(mb) * length * (sh.ids.shape[1] + length) * elt for mb in tr.micro_batches(seqs, sh)
+             if sh.past(mb) is not None for length in [max(len(s.input_ids) - sh.start(s) for s in mb)]]
+    assert masks and [o - n for o, n in zip(s_old, s_new)] == masks
 
 
 @pytest.mark.parametrize("micro,lora,estimator", [(2, False, "full"), (3, False, "k2"), (7, True, "full")])
