@@ -69,6 +69,11 @@ def one(dtype: str, problems: int, samples: int, micro: int, rollouts_only: bool
             eps = sample_episodes(tr.model, tok, problems, samples, max_new_tokens=128, engine=engine)
         seqs = score_sequences(tok, eps)
         getattr(engine, "release_weights", lambda: None)()  # as the RL loop does before the trainer step
+        try:  # and hands the rollouts' freed heap back (older checkouts: no trim_heap)
+            from scorebench.device import trim_heap
+            trim_heap()
+        except ImportError:
+            pass
         if rollouts_only:
             import hashlib
             ids = [[list(t.response_ids) for t in e.turns] for e in eps]

@@ -307,7 +307,7 @@ class Trainer(Checkpoints):
             with sync:
                 loss, st = self.loss(mb, denom=denom, shared=shared)
                 self.accelerator.backward(loss * n_proc)
-            after_micro_batch()
+            after_micro_batch(j)
             for key in agg:
                 agg[key] += st[key] if batch else 0
         if shared is not None:  # single-process only (``shared_prompts``): no gradient sync to come after
