@@ -194,7 +194,8 @@ def past_attention_mask(mask, past_width: int, decoder):
     if getattr(getattr(decoder, "config", None), "_attn_implementation", None) != "sdpa":
         return mask
     dev = mask.device.type
-    dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else decoder.get_input_embeddings().weight.dtype
+    autocast = torch.is_autocast_enabled(dev)
+    dtype = torch.get_autocast_dtype(dev) if autocast else decoder.get_input_embeddings().weight.dtype
     length = mask.shape[1] - past_width
     causal = (torch.arange(mask.shape[1], device=mask.device)[None, :]
               <= past_width + torch.arange(length, device=mask.device)[:, None])
