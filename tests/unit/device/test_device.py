@@ -155,10 +155,15 @@ def test_rss_gb_peak_keeps_the_high_water_mark():
     from scorebench.machine import cpu_model, basics, rss_gb
     if rss_gb() is None:
         pytest.skip("needs Linux /proc")
+    import mmap
     start_peak = rss_gb(peak=True)
-    big = b"\x01" * 300_000_000  # written, so resident; above the mmap threshold, so unmapped on free
+    # an anonymous mapping of its own, not malloc: glibc may serve even 300 MB from free chunks an earlier test left
+    # on the heap (already resident, and kept on free), which made this test flaky in CI
+    big = mmap.mmap(-1, 300_000_000)
+    for _ in range(300):
+        big.write(b"\x01" * 1_000_000)  # written, so resident
     during = rss_gb()
-    del big
+    big.close()  # munmap: the pages leave at once
     after, peak = rss_gb(), rss_gb(peak=True)
     assert during - after > 0.25  # GB: the current size fell back
     # the peak did not (VmHWM may lag VmRSS by the kernel's per-thread RSS cache, a few hundred kB: 0.529 vs 0.53)
