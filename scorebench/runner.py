@@ -4,6 +4,7 @@ write the run directory. The data flows one way: task → protocol → engine �
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import random
 import sys
@@ -179,6 +180,12 @@ def _run_locked(cfg: RunConfig, plan: Plan, rd: RunDir, progress: bool) -> None:
             policy = method.train(HarnessContext(config=cfg, task=plan.train_task, engine=engine, run_dir=rd))
             rd.record_seconds(train_seconds=round(time.time() - t_train, 1))
         if policy is not None:
+            # The training engine, and the trainer (its model, AdamW's moments, the reference: held in reference
+            # cycles until a collection), off the test evaluation's peak, and their freed heap back to the OS: a
+            # short cpu-learn run held 3.5 GB after training, 1.2 GB after this.
+            engine = None
+            gc.collect()
+            device.trim_heap()
             engine = engine_for(cfg, str(policy))
 
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=max_new, seed=cfg.seed)

@@ -120,3 +120,43 @@ def test_readme_plugin_contract_and_its_example(registered, monkeypatch, capsys)
     eps = [json.loads(x) for x in (registered / "o" / "episodes.jsonl").read_text().splitlines()]
     assert [len(e["turns"]) for e in eps] == [2, 2, 2]
     assert all(e["turns"][0]["response"] == e["turns"][1]["response"] == "4" for e in eps)
+
+
+def test_training_memory_is_released_before_the_test_evaluation(registered, monkeypatch, tmp_path):
+    """A trainer is held in reference cycles (model, optimizer, reference): once ``train`` returns, the runner
+    drops the training engine, collects the cycles and trims the heap before it loads the policy to evaluate — a
+    short cpu-learn run held 3.5 GB after training without this, 1.2 GB with it."""
+    import weakref
+    seen, refs = [], {}
+
+    class Cycle:  # what a trainer is: an object graph only the cyclic collector frees
+        def __init__(self):
+            self.me = self
+
+    class Trains(plugin("trains", good_episodes)):  # evaluates without calling the engine
+        trains = True
+
+        def train(self, ctx):
+            held = Cycle()
+            refs["trainer"], refs["engine"] = weakref.ref(held), weakref.ref(ctx.engine)
+            (tmp_path / "policy").mkdir()
+            return str(tmp_path / "policy")
+
+    class Engine(StubEngine):
+        pass
+
+    def engine_for(cfg, model):
+        if model is not None:  # the policy's engine: what is still alive, what was trimmed, at this point
+            seen.append((refs["trainer"]() is None, refs["engine"]() is None, list(trims)))
+        return Engine()  # a plain class (StubEngine instances would be one object shared by reference)
+    trims = []
+    monkeypatch.setattr(runner, "engine_for", engine_for)
+    monkeypatch.setattr(runner.device, "trim_heap", lambda: trims.append("trim") or True)
+    monkeypatch.setitem(METHODS._items, "trains", Trains)
+    import gc
+    gc.disable()  # no automatic collection: only the runner's own may free the cycle
+    try:
+        assert main(args("trains")) == 0
+    finally:
+        gc.enable()
+    assert seen == [(True, True, ["trim"])]
