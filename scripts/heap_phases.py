@@ -9,7 +9,9 @@ resident size and glibc's ``mallinfo2`` figures a thread read every 5 ms: ``aren
     OMP_NUM_THREADS=1 python scripts/heap_phases.py --no-trim --out heap-phases-no-trim.json
 
 The sequences (16 problems x 4 samples, 128 new tokens, bf16 rollouts of the embedded model) are sampled once and
-kept in ``--sequences`` so that runs compare the same work. glibc only (``mallinfo2``: glibc 2.33 or later).
+kept in ``--sequences`` so that runs compare the same work; ``--rollouts RUN/train/rollouts.jsonl --step 2`` takes
+a run's own step instead (a short cpu-learn run's first Stage-II step), and ``--micro-batch-size`` /
+``--micro-batch-tokens`` set how the step is cut. glibc only (``mallinfo2``: glibc 2.33 or later).
 """
 from __future__ import annotations
 
@@ -35,9 +37,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--sequences", default=os.path.join(tempfile.gettempdir(), "scorebench-seqs-16x4.pkl"))
+    ap.add_argument("--rollouts", help="a run's train/rollouts.jsonl: the sequences of its step --step instead")
+    ap.add_argument("--step", type=int, default=2, help="with --rollouts: which step (a short run's first Stage II)")
     ap.add_argument("--no-trim", action="store_true", help="the trainer's heap trims switched off")
+    ap.add_argument("--micro-batch-size", type=int, default=4, help="sequences per micro-batch (cpu-learn's: 4)")
+    ap.add_argument("--micro-batch-tokens", type=int, default=None, help="padded tokens per micro-batch instead")
     a = ap.parse_args()
-    libc = ctypes.CDLL("libc.so.6")
+    from scorebench.device import _libc
+    libc = _libc()
+    if not libc:
+        sys.exit("heap_phases.py needs glibc")
     libc.mallinfo2.restype = _MallInfo2
     from scorebench.machine import rss_gb
     phase, rows, order = ["load"], {}, []
@@ -58,10 +67,18 @@ def main():
     from scorebench.rundir import git_commit
     from scorebench.training import TrainConfig, Trainer, memory
     model, tok = models.load(None)
-    cfg = TrainConfig(lr=1e-6, batch_size=128, micro_batch_size=4, dtype="auto", loss_normalization="sequences",
+    cfg = TrainConfig(lr=1e-6, batch_size=128, micro_batch_size=a.micro_batch_size,
+                      micro_batch_tokens=a.micro_batch_tokens, dtype="auto", loss_normalization="sequences",
                       kl_estimator="full")
     tr = Trainer(model, tok, cfg, tempfile.mkdtemp(), temperature=0.7)
-    if os.path.exists(a.sequences):
+    if a.rollouts:  # a run's own step: its episodes re-tokenized from their text (the run kept no ids)
+        from scorebench.api.types import Episode
+        from scorebench.bench.train import score_sequences
+        records = [json.loads(x) for x in Path(a.rollouts).read_text().splitlines() if x.strip()]
+        seqs = score_sequences(tok, [Episode.from_json(d) for d in records if d["step"] == a.step])
+        if not seqs:
+            sys.exit(f"{a.rollouts}: no episodes of step {a.step}")
+    elif os.path.exists(a.sequences):
         seqs = pickle.loads(Path(a.sequences).read_bytes())
     else:
         from scorebench.bench.train import sample_episodes, score_sequences
@@ -107,7 +124,9 @@ def main():
     time.sleep(0.05)
     steps = {s: max(rows[p]["rss_gb"] for p in order if p.startswith(f"step {s} ")) for s in range(2)}
     out = {"peak_rss_gb_by_step": steps, "trainer_cpu_s": cpu, "trim": not a.no_trim,
+           "micro_batch_size": a.micro_batch_size, "micro_batch_tokens": a.micro_batch_tokens,
            "phases": {p: rows[p] for p in order}, "sequences": len(seqs), "tokens": sum(len(s.input_ids) for s in seqs),
+           "rollouts": a.rollouts and f"{a.rollouts} step {a.step}",
            "machine": describe(), "commit": git_commit(), "command": "python " + " ".join(sys.argv)}
     Path(a.out).write_text(json.dumps(out, indent=1))
     print(json.dumps({k: out[k] for k in ("peak_rss_gb_by_step", "trainer_cpu_s", "trim")}))
