@@ -315,6 +315,9 @@ def resolve_method_config(ctx, defaults_cls, sections: list[str] | None = None):
                 merged[k] = v
     source = {k: f"preset {preset_name!r}:" for k in merged if k != "seed"}
     merged.update(args)
+    for named, other in (("micro_batch_size", "micro_batch_tokens"), ("micro_batch_tokens", "micro_batch_size")):
+        if named in args and other not in args:  # two ways to cut a step: the one asked for replaces the preset's
+            merged.pop(other, None)  # (a preset's token cap would otherwise win over an asked-for count)
     source.update({k: "--method-arg" for k in args})
     m_kw, t_kw = {}, {}
     defaults_m, defaults_t = defaults_cls(), TrainConfig()

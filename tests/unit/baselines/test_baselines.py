@@ -195,3 +195,17 @@ def test_sft_baseline_end_to_end_on_tiny_model(tmp_path, name, tokenizer):
     from scorebench.training.validation import training_split
     pool = {e["id"] for e in training_split(task.train())[1]}
     assert pool and not pool & {r["id"].split("#")[0] for r in rows}
+
+
+def test_a_micro_batch_count_asked_for_replaces_the_presets_token_cap():
+    """``micro_batch_size`` and ``micro_batch_tokens`` are two ways to cut a step, and the trainer takes the token
+    cap when both are set: the one a --method-arg names must replace the preset's other, or cpu-learn's cap would
+    silently win over an asked-for count."""
+    _, t = resolve_method_config(ctx("star", preset="cpu-learn"), StarConfig)
+    assert (t.micro_batch_size, t.micro_batch_tokens) == (None, 768)
+    _, t = resolve_method_config(ctx("star", preset="cpu-learn", micro_batch_size="4"), StarConfig)
+    assert (t.micro_batch_size, t.micro_batch_tokens) == (4, None)
+    _, t = resolve_method_config(ctx("star", micro_batch_tokens="1024"), StarConfig)  # cpu-small: 8 sequences
+    assert (t.micro_batch_size, t.micro_batch_tokens) == (None, 1024)
+    _, t = resolve_method_config(ctx("star", micro_batch_tokens="512", micro_batch_size="2"), StarConfig)
+    assert (t.micro_batch_size, t.micro_batch_tokens) == (2, 512)  # both asked for: both kept, as before
