@@ -16,22 +16,15 @@ a run's own step instead (a short cpu-learn run's first Stage-II step), and ``--
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import pickle
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-FIELDS = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in FIELDS]
-
+import phase_memory  # scripts/: python puts the script's own folder on the path
 
 def main():
     ap = argparse.ArgumentParser()
@@ -43,24 +36,7 @@ def main():
     ap.add_argument("--micro-batch-size", type=int, default=4, help="sequences per micro-batch (cpu-learn's: 4)")
     ap.add_argument("--micro-batch-tokens", type=int, default=None, help="padded tokens per micro-batch instead")
     a = ap.parse_args()
-    from scorebench.device import _libc
-    libc = _libc()
-    if not libc:
-        sys.exit("heap_phases.py needs glibc")
-    libc.mallinfo2.restype = _MallInfo2
-    from scorebench.machine import rss_gb
-    phase, rows, order = ["load"], {}, []
-
-    def sample():
-        while True:
-            p, r, m = phase[0], rss_gb() or 0.0, libc.mallinfo2()
-            if p not in rows:
-                rows[p] = dict.fromkeys(("rss_gb", "arena_gb", "used_gb", "mapped_gb"), 0.0)
-                order.append(p)
-            for key, v in zip(rows[p], (r, m.arena / 1e9, m.uordblks / 1e9, m.hblkhd / 1e9)):
-                rows[p][key] = round(max(rows[p][key], v), 3)
-            time.sleep(0.005)
-    threading.Thread(target=sample, daemon=True).start()
+    phase, rows, order = phase_memory.start("heap_phases.py")
     from scorebench import models
     from scorebench.device import trim_heap
     from scorebench.machine import describe

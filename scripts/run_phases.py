@@ -11,21 +11,15 @@ the name their run directories' ``argv`` shows.) glibc only.
 """
 from __future__ import annotations
 
-import ctypes
 import json
 import sys
-import threading
 import time
 
-FIELDS = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+import phase_memory  # scripts/: python puts the script's own folder on the path
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in FIELDS]
-
-
-def _labelled(owner, name, label):
-    """Replace ``owner.name`` by a wrapper that sets the phase (``label(*args)``) before calling it."""
+def _labelled(phase, owner, name, label):
+    """Replace ``owner.name`` by a wrapper that sets ``phase[0] = label(*args)`` before calling it."""
     f = getattr(owner, name)
 
     def wrapper(*a, **k):
@@ -34,29 +28,9 @@ def _labelled(owner, name, label):
     setattr(owner, name, wrapper)
 
 
-phase = ["load"]
-
-
 def main():
     out, sys.argv = sys.argv[1], [sys.argv[0]] + sys.argv[2:]
-    from scorebench.device import _libc
-    libc = _libc()
-    if not libc:
-        sys.exit("run_phases.py needs glibc")
-    libc.mallinfo2.restype = _MallInfo2
-    from scorebench.machine import rss_gb
-    rows, order = {}, []
-
-    def sample():
-        while True:
-            p, r, m = phase[0], rss_gb() or 0.0, libc.mallinfo2()
-            if p not in rows:
-                rows[p] = dict.fromkeys(("rss_gb", "arena_gb", "used_gb", "mapped_gb"), 0.0)
-                order.append(p)
-            for key, v in zip(rows[p], (r, m.arena / 1e9, m.uordblks / 1e9, m.hblkhd / 1e9)):
-                rows[p][key] = round(max(rows[p][key], v), 3)
-            time.sleep(0.005)
-    threading.Thread(target=sample, daemon=True).start()
+    phase, rows, order = phase_memory.start("run_phases.py")
     import scorebench.runner as runner
     import scorebench.training.rl as rl
     from scorebench.training.trainer import Trainer
@@ -74,11 +48,11 @@ def main():
     def mb_label(*a):
         now["mb"] += 1
         return f"step {now['step']} mb {now['mb'] - 1:02d} fwd+bwd"
-    _labelled(Trainer, "loss", mb_label)
-    _labelled(Trainer, "shared_prompts", lambda *a: f"step {now['step']} prompts forward")
-    _labelled(rl, "run_protocol", lambda *a: f"rollouts for step {now['step'] + 1}")
-    _labelled(Validator, "__call__", lambda self, step, *a: f"validation at {step}")
-    _labelled(runner, "engine_for", lambda cfg, model: "test (load + episodes)" if model else "load")
+    _labelled(phase, Trainer, "loss", mb_label)
+    _labelled(phase, Trainer, "shared_prompts", lambda *a: f"step {now['step']} prompts forward")
+    _labelled(phase, rl, "run_protocol", lambda *a: f"rollouts for step {now['step'] + 1}")
+    _labelled(phase, Validator, "__call__", lambda self, step, *a: f"validation at {step}")
+    _labelled(phase, runner, "engine_for", lambda cfg, model: "test (load + episodes)" if model else "load")
     from scorebench.cli import main as cli
     try:
         rc = cli(sys.argv[1:])
