@@ -12,16 +12,19 @@ import math
 
 from ..machine import proc_field
 
-EMBEDDED_STEP = {"bfloat16": 5.5, "float32": 9.5}
-"""Seconds per two-turn SCoRe episode (rollouts + trainer step), embedded 135M model, 128-token cap, micro-batches
-of 8, one thread, measured by ``scripts/step_ab.py`` on a 2-core AMD EPYC (Zen 4) on 2026-12-01
-(results/signal-arith.md: 85-91 s bf16, 151-153 s fp32 for 16 episodes)."""
-EMBEDDED_PEAK_GB = 8.0
-"""Peak resident memory of a whole ``cpu-learn`` run (16 x 4 episodes a step, micro-batches of 4, fp32 validation
-on 200 problems): VmHWM 8.0 GB of seed 0 at its step-8 validation (commit 5a2dbc1, 2-core AMD EPYC). A 4 x 4
-step alone peaks at 4.9 GB (``scripts/step_ab.py --one auto --micro 4``, commit 3ab7653); results/signal-arith.md."""
-VAL_EPISODE_S = 3.0
-"""Seconds per greedy two-turn validation problem at the start of training (fp32, one thread, same machine)."""
+EMBEDDED_STEP = {"bfloat16": 2.5, "float32": 2.8}
+"""Seconds per two-turn SCoRe episode (rollouts + trainer step), embedded 135M model, ``cpu-learn`` (16 x 4 a step,
+128-token cap, micro-batches of <= 768 tokens), one thread, on a 2-core Intel Xeon with AMX (2026-12-03): bf16 from
+``runs/score-arith-memory-t768-8steps`` (8 steps, validation time taken out; commit 52ec92f), fp32
+(``--method-arg dtype=float32``, rollouts in fp32 too) from a 2-step run at 21e5ce5 (not shipped). The same code's
+bf16 on a 2-core AMD EPYC (Zen 4): 3.1 s (``runs/score-arith-memory-trim``, 3 steps)."""
+EMBEDDED_PEAK_GB = 6.0
+"""Peak resident memory of a ``cpu-learn`` run (fp32 validation on 200 problems included), rounded up from the highest
+measured (same machine): 5.54 GB training in fp32 (2 steps), 5.08 GB in bf16 (8 steps, at its last validation;
+``results/signal-arith/run-phases-t768-8steps.json``). A whole 32-step run at this code was not measured; at
+commit 5a2dbc1 one peaked at 8.0 GB (results/signal-arith.md)."""
+VAL_EPISODE_S = 1.33
+"""Seconds per greedy two-turn validation problem (fp32, one thread; the 8-step run above: 299, 254, 246 s for 200)."""
 
 
 def available_gb() -> float | None:
@@ -51,6 +54,6 @@ def line(method: str, plan: dict, exp: dict) -> str:
         parts.append(f"validation on {plan['val_problems']} problems at {plan['val_points']} points")
     msg = ", ".join(parts)
     if exp:
-        msg += (f"; expect ~{exp['minutes']} min and ~{exp['peak_gb']:.0f} GB peak memory (measured on a 2-core AMD "
-                "EPYC; other CPUs differ up to 3x)")
+        msg += (f"; expect ~{exp['minutes']} min and ~{exp['peak_gb']:.0f} GB peak memory (measured on a 2-core Intel "
+                "Xeon with AMX; other CPUs differ up to 3x)")
     return msg + ". --limit bounds evaluation only."

@@ -36,7 +36,7 @@ def test_a_run_that_cannot_fit_is_refused_before_loading(tmp_path, monkeypatch):
 
 def test_expected_time_only_where_measured():
     plan = {"episodes": 1000, "val_points": 0}
-    assert P.expected(plan, "bfloat16", embedded=True, on_cpu=True, threads=1)["minutes"] == 92
-    assert P.expected(plan, "float32", embedded=True, on_cpu=True, threads=1)["minutes"] == 159
+    assert P.expected(plan, "bfloat16", embedded=True, on_cpu=True, threads=1)["minutes"] == 42
+    assert P.expected(plan, "float32", embedded=True, on_cpu=True, threads=1)["minutes"] == 47
     assert P.expected(plan, "bfloat16", embedded=False, on_cpu=True, threads=1) == {}
     assert P.expected(plan, "bfloat16", embedded=True, on_cpu=False, threads=1) == {}
