@@ -125,7 +125,7 @@ def test_readme_plugin_contract_and_its_example(registered, monkeypatch, capsys)
 def test_training_memory_is_released_before_the_test_evaluation(registered, monkeypatch, tmp_path):
     """A trainer is held in reference cycles (model, optimizer, reference): once ``train`` returns, the runner
     drops the training engine, collects the cycles and trims the heap before it loads the policy to evaluate — a
-    short cpu-learn run held 3.5 GB after training without this, 1.2 GB with it."""
+    tiny SCoRe run held 3.5 GB after training without this, 1.2 GB with it."""
     import weakref
     seen, refs = [], {}
 
@@ -142,13 +142,10 @@ def test_training_memory_is_released_before_the_test_evaluation(registered, monk
             (tmp_path / "policy").mkdir()
             return str(tmp_path / "policy")
 
-    class Engine(StubEngine):
-        pass
-
     def engine_for(cfg, model):
         if model is not None:  # the policy's engine: what is still alive, what was trimmed, at this point
             seen.append((refs["trainer"]() is None, refs["engine"]() is None, list(trims)))
-        return Engine()  # a plain class (StubEngine instances would be one object shared by reference)
+        return StubEngine()
     trims = []
     monkeypatch.setattr(runner, "engine_for", engine_for)
     monkeypatch.setattr(runner.device, "trim_heap", lambda: trims.append("trim") or True)
