@@ -35,7 +35,8 @@ def main():
     ap.add_argument("--step", type=int, default=2, help="with --rollouts: which step (a short run's first Stage II)")
     ap.add_argument("--no-trim", action="store_true", help="the trainer's heap trims switched off")
     ap.add_argument("--micro-batch-size", type=int, default=4, help="sequences per micro-batch (the study's cut)")
-    ap.add_argument("--micro-batch-tokens", type=int, default=None, help="padded tokens per micro-batch instead (cpu-learn's: 768)")
+    ap.add_argument("--micro-batch-tokens", type=int, default=None,
+                    help="padded tokens per micro-batch instead (cpu-learn's: 768)")
     a = ap.parse_args()
     phase, rows, order = phase_memory.start("heap_phases.py")
     from scorebench import models
