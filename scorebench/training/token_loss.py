@@ -24,7 +24,11 @@ from __future__ import annotations
 import torch
 
 CHUNK_ROWS = 256
-"""Rows per chunk: (rows x vocab) fp32 temporaries of ~50 MB each for a 49k vocabulary."""
+"""Rows per chunk: (rows x vocab) fp32 temporaries of ~50 MB each for a 49k vocabulary. 128 rows would hold 75 MB
+less, for 1.11x the loss's CPU (700 rows, one thread; ``results/signal-arith.md`` §6)."""
+
+UPCAST_ROWS = 8192
+"""Output-layer rows a low-precision weight is upcast to fp32 at a time (``_mm_fp32``)."""
 
 
 class _Workspace:
@@ -56,6 +60,22 @@ class _Workspace:
 release_workspace = _Workspace.release
 
 
+def _mm_fp32(x, w, out):
+    """``out = x @ w.float().t()`` for fp32 ``x`` and ``out``: a low-precision ``w`` (the bf16 reference's output
+    layer) is upcast ``UPCAST_ROWS`` of its rows at a time into ``out``'s columns.
+
+    Why: upcast whole, the reference's (vocab x hidden) weight is a 113 MB fp32 copy at every micro-batch's loss,
+    when the decoder's activations are all alive (the step's peak); sliced, the loss also takes 0.95x the CPU (700
+    rows, one thread: the slices stay in cache). Each output is the same dot product over the hidden size either
+    way: a 3-step SCoRe run trained bit for bit as before (losses, gradient norms, rollouts; MKL on a 2-core Xeon);
+    where a BLAS blocks a narrow slice otherwise, fp32's last bits move (tested)."""
+    if w.dtype == torch.float32:
+        return torch.mm(x, w.t(), out=out)
+    for v in range(0, w.shape[0], UPCAST_ROWS):
+        torch.mm(x, w[v:v + UPCAST_ROWS].float().t(), out=out[:, v:v + UPCAST_ROWS])
+    return out
+
+
 def _log_softmax_into(z, out):
     return torch.ops.aten._log_softmax.out(z, -1, False, out=out)
 
@@ -84,7 +104,6 @@ class _FusedTokenLoss(torch.autograd.Function):
         kl_term = torch.zeros((), dtype=torch.float64, device=h.device)
         kl_sum = torch.zeros((), dtype=torch.float64, device=h.device)
         wt = w.float().t()
-        wt_ref = w_ref.float().t() if bool(sel.any()) else None
         bufs = _Workspace.get(min(n, chunk), w.shape[0], h.device)
         for i in range(0, n, chunk):
             j = min(n, i + chunk)
@@ -97,11 +116,10 @@ class _FusedTokenLoss(torch.autograd.Function):
             if any_kl:  # C = log q at the rows with a KL term
                 hr = h_ref[ref_row[i:j][rows]].float() * inv_t
                 if isinstance(rows, slice):
-                    torch.mm(hr, wt_ref, out=A)
-                    _log_softmax_into(A, C)
+                    _log_softmax_into(_mm_fp32(hr, w_ref, A), C)
                 else:
                     C.zero_()
-                    C[rows] = torch.log_softmax(hr @ wt_ref, -1)
+                    C[rows] = torch.log_softmax(_mm_fp32(hr, w_ref, A[:hr.shape[0]]), -1)
             torch.mm(hc * inv_t, wt, out=A)  # z / T
             _log_softmax_into(A, B)  # log p
             logp_t = B.gather(-1, t[:, None]).squeeze(-1)

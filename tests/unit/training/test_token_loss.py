@@ -97,3 +97,40 @@ def test_right_padding_needs_no_mask_and_other_padding_keeps_it():
         causal = model.model(input_ids=ids).last_hidden_state
     real = right.bool()
     assert torch.equal(masked[real], causal[real])  # the real positions, bit for bit
+
+
+@pytest.mark.parametrize("estimator", ["full", "k2"])
+def test_a_bf16_reference_layer_is_upcast_a_slice_at_a_time(monkeypatch, estimator):
+    """The bf16 reference's output layer is never copied to fp32 whole (113 MB at the step's peak for a 49k
+    vocabulary), and its slices give the loss and gradients of the whole copy (to fp32's last bits)."""
+    import scorebench.training.token_loss as tl
+    g = torch.Generator().manual_seed(1)
+    n, d, v = 9, 16, 50
+    h, w = torch.randn(n, d, generator=g), torch.randn(v, d, generator=g)
+    t, ws = torch.randint(0, v, (n,), generator=g), torch.randn(n, generator=g)
+    ks = torch.rand(n, generator=g)
+    ks[[1, 4]] = 0.0  # chunks with and without a KL term on every row
+    w_ref = (w + 0.3 * torch.randn(v, d, generator=g)).bfloat16()
+    h_ref = h[ks != 0] + 0.1
+
+    def run(rows):
+        monkeypatch.setattr(tl, "UPCAST_ROWS", rows)
+        h1, w1 = h.clone().requires_grad_(), w.clone().requires_grad_()
+        out = fused_token_loss(h1, w1, t, ws, ks, h_ref, w_ref, 0.7, estimator, chunk=4)
+        out[0].backward()
+        return [o.detach() for o in out] + [h1.grad, w1.grad]
+
+    whole = run(v)
+    upcast = []  # rows of every bf16 tensor upcast
+    real_float = torch.Tensor.float
+
+    def counted(self):
+        if self.dtype == torch.bfloat16:
+            upcast.append(self.shape[0])
+        return real_float(self)
+    monkeypatch.setattr(torch.Tensor, "float", counted)
+    sliced = run(7)
+    monkeypatch.setattr(torch.Tensor, "float", real_float)
+    for a, b in zip(sliced, whole):  # the same dot products; a BLAS may block 7 columns unlike 50 (last bits)
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6 * float(b.abs().max()))
+    assert upcast and max(upcast) == 7 and sum(upcast) % v == 0  # 7 rows at a time, all of them per chunk with KL
