@@ -53,13 +53,21 @@ def main():
     _labelled(phase, rl, "run_protocol", lambda *a: f"rollouts for step {now['step'] + 1}")
     _labelled(phase, Validator, "__call__", lambda self, step, *a: f"validation at {step}")
     _labelled(phase, runner, "engine_for", lambda cfg, model: "test (load + episodes)" if model else "load")
+    import scorebench.training.memory as memory
+    trims, trim = {}, memory._trim
+
+    def counted_trim():  # the trainer's heap trims (after the first micro-batch, on growth, before the optimizer)
+        trims[now["step"]] = trims.get(now["step"], 0) + 1
+        trim()
+    memory._trim = counted_trim
     from scorebench.cli import main as cli
     try:
         rc = cli(sys.argv[1:])
     finally:
         time.sleep(0.05)
         with open(out, "w") as f:
-            json.dump({"phases": {p: rows[p] for p in order}, "argv": sys.argv[1:]}, f, indent=1)
+            json.dump({"phases": {p: rows[p] for p in order}, "trims_by_step": trims, "argv": sys.argv[1:]}, f,
+                      indent=1)
     sys.exit(rc)
 
 

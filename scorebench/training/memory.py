@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..device import trim_heap
+from ..machine import rss_gb
 
 
 def _blocks(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -57,25 +58,50 @@ def untouched_to_none(params: list[torch.Tensor]) -> None:
         p._grad_seen = None
 
 
+TRIM_GROWTH_GB = 0.2
+"""A later micro-batch trims the heap again once the resident size grew by this much beyond its level after the
+first micro-batch that followed the last trim."""
+
+_level = {"rss_gb": None}
+
+
+def _trim() -> None:
+    trim_heap()
+    _level["rss_gb"] = None  # the next micro-batch faults its working set in again: its level is the new base
+
+
 def after_micro_batch(index: int) -> None:
     """What the trainer calls after micro-batch ``index``'s backward: after the first (the longest), hand the C
-    heap's free pages back (``trim_heap``).
+    heap's free pages back (``trim_heap``); after a later one, again once the process's resident size has grown
+    by ``TRIM_GROWTH_GB`` beyond its level after the first micro-batch that followed the last trim.
 
     Why: a micro-batch's activations are freed on glibc's heap, which keeps the pages the next micro-batch does
     not reuse; the first micro-batch sets the heap (``Trainer.micro_batches``), and the second, though shorter,
-    still grows it by ~0.3-0.4 GB. Measured with ``scripts/heap_phases.py`` on a 16 x 4 SCoRe step, its repeated
-    step (``results/signal-arith.md`` §6): peak 4.80 GB trimming here, 4.79 trimming after every micro-batch,
-    4.92 never. After every micro-batch cost ~7% of the trainer's CPU (the freed pages fault in again); after the
-    first alone, nothing measurable."""
+    still grows it by ~0.3-0.4 GB (``scripts/heap_phases.py`` on a 16 x 4 SCoRe step: peak 4.80 GB trimming
+    here, 4.92 never). In a run the heap's extent is set earlier, by the engine's validation and rollouts
+    (2.0-2.4 GB, half of it free), and later micro-batches land on free pages of it not touched before: the
+    resident size climbed by 0.5-0.7 GB through a step (``scripts/run_phases.py``, ``results/signal-arith.md``
+    §6). Not after every micro-batch: each trim makes the next micro-batch fault its activations in again (~1 s
+    a trim on these VMs; 1.17x a step's wall time when every micro-batch trimmed). Measured from the level after
+    a trim's next micro-batch, not from the trim itself, so that re-faulted working set does not count as
+    growth."""
     if index == 0:
-        trim_heap()
+        _trim()
+        return
+    rss = rss_gb()
+    if rss is None:
+        return
+    if _level["rss_gb"] is None:
+        _level["rss_gb"] = rss
+    elif rss - _level["rss_gb"] > TRIM_GROWTH_GB:
+        _trim()
 
 
 def before_optimizer_step(params: list[torch.Tensor], optimizer: torch.optim.Optimizer) -> None:
     """``untouched_to_none`` then ``flat_adam_state``: what the trainer calls between backward and the step.
     First the heap is trimmed: the micro-batches' freed pages would otherwise stay resident under the optimizer
     step (and, in the first step, its new moments): that step's peak 3.5 GB instead of 5.0 (``after_micro_batch``)."""
-    trim_heap()
+    _trim()
     untouched_to_none(params)
     flat_adam_state(optimizer)
 

@@ -113,6 +113,23 @@ class FastLlama:
         self._snapshot = self.layers = self.norm = self.embed = self.lm_head = self._head = None
         self._fingerprint = None
 
+    def kv_cache(self, S: int, T: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Zeroed per-layer caches for ``S`` rows of ``T`` positions: keys [S, Hk, hd, T] (transposed, ``decode``),
+        values [S, Hk, T, hd], all views of one block.
+
+        Why one block: on a CPU glibc serves each layer's cache (~10 MB for 32 rows of 400 fp32 positions) from
+        its heap, and a call's caches differ in size from the last's (a second turn's prompts are longer), so they
+        no longer fit the holes the last call left and the heap grows; it never shrinks below a live allocation,
+        and a trainer step later touches that free heap again (``results/signal-arith.md`` §6). One block is far
+        above glibc's mmap threshold: mapped on its own and handed back whole when the call ends. On a GPU one
+        allocation instead of 2 x layers; the addresses stay fixed, as captured graphs need."""
+        hk, hd, n = self.n_kv, self.head_dim, len(self.layers)
+        size = S * hk * hd * T
+        block = torch.zeros(2 * n * size, dtype=self.dtype, device=self.device)
+        kc = [block[i * size:(i + 1) * size].view(S, hk, hd, T) for i in range(n)]
+        vc = [block[(n + i) * size:(n + i + 1) * size].view(S, hk, T, hd) for i in range(n)]
+        return kc, vc
+
     # -- K/V kept across calls -------------------------------------------------------------------------------
     # Why: a second turn's prompt is the first turn's prompt and answer plus the correction instruction, so
     # prefilling it from scratch recomputes what decoding the first turn already computed (measured: a quarter

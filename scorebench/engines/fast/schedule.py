@@ -95,10 +95,7 @@ def _run_dynamic(runner, prompts, params, eos, S, waiting, finish, t0):
     and each step attends only up to the longest live context)."""
     max_new = params.max_new_tokens
     T = max(len(p) for p in prompts) + max_new
-    shape = (S, runner.n_kv, T, runner.head_dim)
-    kshape = (S, runner.n_kv, runner.head_dim, T)  # keys transposed (FastLlama.decode)
-    kc = [torch.zeros(kshape, dtype=runner.dtype, device=runner.device) for _ in runner.layers]
-    vc = [torch.zeros(shape, dtype=runner.dtype, device=runner.device) for _ in runner.layers]
+    kc, vc = runner.kv_cache(S, T)
     tok, pos, key, ctr = (torch.zeros(S, dtype=torch.long, device=runner.device) for _ in range(4))
     slot_job: list = [None] * S
     ttft = None

@@ -42,11 +42,8 @@ class StaticBatch:
 
     def __init__(self, runner, S: int, T: int, greedy: bool, nucleus: bool, graph: bool):
         self.runner, self.S, self.T, self.greedy, self.nucleus = runner, S, T, greedy, nucleus
-        dev, dt = runner.device, runner.dtype
-        shape = (S, runner.n_kv, T, runner.head_dim)
-        kshape = (S, runner.n_kv, runner.head_dim, T)  # keys transposed (FastLlama.decode)
-        self.kc = [torch.zeros(kshape, dtype=dt, device=dev) for _ in runner.layers]
-        self.vc = [torch.zeros(shape, dtype=dt, device=dev) for _ in runner.layers]
+        dev = runner.device
+        self.kc, self.vc = runner.kv_cache(S, T)
         self.tok, self.pos, self.key, self.ctr = (torch.zeros(S, dtype=torch.long, device=dev) for _ in range(4))
         self.temperature = torch.ones((), dtype=torch.float32, device=dev)
         self.top_p = torch.ones((), dtype=torch.float64, device=dev)

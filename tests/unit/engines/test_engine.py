@@ -490,3 +490,27 @@ def test_kept_kv_is_dropped_when_the_weights_change(mt):
     assert e.last_stats["reused_prompt_tokens"] == 0
     fresh = HFEngine(model=m, tokenizer=tok, compute_dtype="float32", batch_size=3, keep_kv_mb=0)
     assert ids(got) == ids(fresh.generate(second, SamplingParams(temperature=0, max_new_tokens=8)))
+
+
+def test_a_calls_kv_caches_are_views_of_one_zeroed_block(fast32, monkeypatch):
+    """Every layer's key and value cache of a call sits in one block (``FastLlama.kv_cache``): one allocation far
+    above glibc's mmap threshold, handed back whole when the call ends, instead of 2 x 30 heap blocks that a
+    longer second turn no longer fits (the heap then grows and a trainer step touches its free pages). The decode
+    path really uses it: a greedy call through it still equals ``generate``'s turn (``test_greedy_equals_generate``
+    with this same engine) and allocates exactly one such block."""
+    r = fast32._runner
+    r.maybe_refresh()
+    kc, vc = r.kv_cache(3, 17)
+    n = len(r.layers)
+    assert len(kc) == len(vc) == n
+    assert {t.untyped_storage().data_ptr() for t in kc + vc} == {kc[0].untyped_storage().data_ptr()}
+    assert kc[0].shape == (3, r.n_kv, r.head_dim, 17) and vc[0].shape == (3, r.n_kv, 17, r.head_dim)
+    spans = sorted((t.storage_offset(), t.storage_offset() + t.numel()) for t in kc + vc)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # no two layers overlap
+    assert kc[0].untyped_storage().nbytes() == sum(t.numel() for t in kc + vc) * kc[0].element_size()
+    assert all(not t.any() for t in kc + vc)
+    made = []
+    real = type(r).kv_cache
+    monkeypatch.setattr(type(r), "kv_cache", lambda self, S, T: made.append((S, T)) or real(self, S, T))
+    fast32.generate([conv(PROMPTS[1])], SamplingParams(temperature=0, max_new_tokens=4))
+    assert len(made) == 1

@@ -110,9 +110,31 @@ def test_the_heap_is_trimmed_after_the_first_micro_batch_and_before_the_optimize
     from scorebench.training import memory
     events = []
     monkeypatch.setattr(memory, "trim_heap", lambda: events.append("trim"))
+    monkeypatch.setattr(memory, "rss_gb", lambda: 1.0)  # no growth: no trim on growth (the next test)
     tr = Trainer(tiny(tok), tok, cfg(lr=5e-2, batch_size=6, micro_batch_size=2), tmp_path, ref_model=False)
     backward, step = tr.accelerator.backward, tr.optimizer.step
     monkeypatch.setattr(tr.accelerator, "backward", lambda *a, **k: (events.append("backward"), backward(*a, **k)))
     tr.optimizer.step = lambda *a, **k: (events.append("step"), step(*a, **k))[1]
     tr.step(seqs(6))
     assert events == ["backward", "trim", "backward", "backward", "trim", "step"]
+
+
+def test_a_later_micro_batch_trims_the_heap_once_the_resident_size_grew(monkeypatch):
+    """In a run the heap's extent is set by the engine's phases, and each micro-batch lands on free pages of it not
+    touched before: the resident size climbed 0.5-0.7 GB through a step. After a later micro-batch the heap is
+    trimmed again once the resident size grew by more than ``TRIM_GROWTH_GB`` beyond its level after the first
+    micro-batch that followed the last trim — not after every one, and not because that first micro-batch faulted
+    its working set in again (each trim costs page faults)."""
+    from scorebench.training import memory
+    # resident size after micro-batches 1-8 (micro-batch 0 always trims and reads nothing)
+    rss, trims = iter([4.20, 4.30, 4.38, 4.41, 4.25, 4.40, 4.44, 4.50]), []
+    monkeypatch.setattr(memory, "trim_heap", lambda: trims.append(len(trims)))
+    monkeypatch.setattr(memory, "rss_gb", lambda: next(rss))
+    calls = []
+    for i in range(9):
+        before = len(trims)
+        memory.after_micro_batch(i)
+        calls.append(len(trims) > before)
+    # mb1 4.20 is the level; mb2 +0.10, mb3 +0.18, mb4 +0.21: trim; mb5 4.25 (its working set back) is the new
+    # level; mb6 +0.15, mb7 +0.19, mb8 +0.25: trim
+    assert calls == [True, False, False, False, True, False, False, False, True]
