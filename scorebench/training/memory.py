@@ -81,10 +81,11 @@ def after_micro_batch(index: int) -> None:
     here, 4.92 never). In a run the heap's extent is set earlier, by the engine's validation and rollouts
     (2.0-2.4 GB, half of it free), and later micro-batches land on free pages of it not touched before: the
     resident size climbed by 0.5-0.7 GB through a step (``scripts/run_phases.py``, ``results/signal-arith.md``
-    §6). Not after every micro-batch: each trim makes the next micro-batch fault its activations in again (~1 s
-    a trim on these VMs; 1.17x a step's wall time when every micro-batch trimmed). Measured from the level after
-    a trim's next micro-batch, not from the trim itself, so that re-faulted working set does not count as
-    growth."""
+    §6). Not after every micro-batch: each trim makes the next micro-batch fault its activations in again, and
+    page faults are dear on these VMs (trimming after every micro-batch cost ~7% of the trainer's CPU in a probe).
+    Growth counts from the level after a trim's next micro-batch, not from the trim itself: a first version
+    that counted from the trim took the re-faulted activations for growth, trimmed after most micro-batches and
+    made a run's steps 1.15-1.17x slower."""
     if index == 0:
         _trim()
         return
