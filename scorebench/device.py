@@ -83,6 +83,25 @@ def trim_heap() -> bool:
     return True
 
 
+def drop_pages(t) -> bool:
+    """Hand the whole pages inside CPU tensor ``t``'s bytes back to the OS (``madvise(MADV_DONTNEED)``): until
+    written again they read as zeros, and they no longer count in the resident size. The partial pages at either end
+    keep their bytes. The caller must write every byte back before anything reads ``t`` (``memory.paged_out``).
+    False (nothing done) where there is no glibc, or for a tensor not on the CPU."""
+    libc = _libc()
+    if not libc or t.device.type != "cpu":
+        return False
+    import ctypes
+    import os
+    page = os.sysconf("SC_PAGE_SIZE")
+    addr = t.data_ptr()
+    start = -(-addr // page) * page
+    end = (addr + t.numel() * t.element_size()) // page * page
+    if end <= start:
+        return True
+    return libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), 4) == 0  # 4: MADV_DONTNEED
+
+
 def set_mmap_threshold(nbytes: int) -> bool:
     """Fix glibc's mmap threshold (``M_MMAP_THRESHOLD``, as ``MALLOC_MMAP_THRESHOLD_=nbytes`` does at start):
     allocations above it are mapped and unmapped on free instead of fragmenting the heap, and the threshold no

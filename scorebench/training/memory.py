@@ -10,9 +10,12 @@ and the moments start as the zeros AdamW would create (or as copies of a checkpo
 ``scripts/step_memory.py`` measures the effect (``results/signal-arith.md`` §6)."""
 from __future__ import annotations
 
+import contextlib
+import tempfile
+
 import torch
 
-from ..device import trim_heap
+from ..device import drop_pages, trim_heap
 from ..machine import rss_gb
 
 
@@ -135,3 +138,57 @@ def flat_adam_state(optimizer: torch.optim.Optimizer) -> None:
             state[name] = view
             ptrs.add(view.untyped_storage().data_ptr())
     optimizer._flat_blocks = ptrs
+
+
+def moment_blocks(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The blocks ``flat_adam_state`` put the optimizer's moments in and that its state still uses (a loaded
+    checkpoint's tensors are not blocks until the next step), each once."""
+    opt = getattr(optimizer, "optimizer", optimizer)  # accelerate's wrapper holds the optimizer
+    ptrs = getattr(opt, "_flat_blocks", None) or set()
+    if not ptrs:
+        return []
+    found = {}
+    for state in opt.state.values():
+        for name in MOMENTS:
+            t = state.get(name)
+            if isinstance(t, torch.Tensor) and t._base is not None and t.untyped_storage().data_ptr() in ptrs:
+                found[t.untyped_storage().data_ptr()] = t._base
+    return list(found.values())
+
+
+def _bytes(block: torch.Tensor) -> memoryview:
+    return memoryview(block.view(torch.uint8).numpy())
+
+
+@contextlib.contextmanager
+def paged_out(optimizer: torch.optim.Optimizer):
+    """Inside: the optimizer's moment blocks are written to an unlinked temporary file and their pages handed back
+    to the OS; on leaving (also on an error) every byte is read back into the same blocks, so the optimizer's state
+    tensors, views of them, are bitwise what they were. Nothing may step the optimizer inside.
+
+    Why: a training run's validation (fp32, greedy, 200 problems) holds the engine's fp32 weights and K/V caches
+    while AdamW's moments (1.08 GB for the 135M model) sit unused, and that made it the run's resident peak
+    (4.99-5.07 GB on a 2-core Xeon, above every training step's: ``results/signal-arith.md`` §6). Writing and
+    reading them back costs a second or two against the validation's minutes. Does nothing where the moments are
+    not in CPU blocks or the pages cannot be dropped (no glibc)."""
+    blocks = [b for b in moment_blocks(optimizer) if b.device.type == "cpu"]
+    if not blocks:
+        yield
+        return
+    with tempfile.TemporaryFile(prefix="scorebench-moments-") as f:
+        for b in blocks:
+            f.write(_bytes(b))
+        f.flush()
+        try:
+            for b in blocks:
+                drop_pages(b)
+            yield
+        finally:
+            f.seek(0)
+            for b in blocks:
+                view, done = _bytes(b), 0
+                while done < len(view):
+                    n = f.readinto(view[done:])
+                    if not n:
+                        raise RuntimeError("the optimizer's paged-out moments could not be read back")
+                    done += n

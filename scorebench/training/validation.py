@@ -22,6 +22,7 @@ from ..engines.base import SamplingParams
 from ..metrics import _point, correctness
 from ..protocol import ProtocolConfig, run_protocol
 from .checkpoint import drop_steps_after
+from .memory import paged_out
 
 VAL_POOL = 500
 """Train problems set aside for validation (at most a fifth of a small train split)."""
@@ -152,7 +153,8 @@ class Validator:
         if not (self.due(step) or (force and self.enabled and not any(r["step"] == step for r in self.rows()))):
             return None
         t0 = time.time()
-        eps = episodes(self.ctx, self.problems, self.max_new, seed=0)
+        with paged_out(getattr(trainer, "optimizer", None)):  # the moments sit unused meanwhile: not resident
+            eps = episodes(self.ctx, self.problems, self.max_new, seed=0)
         m = summarize(eps)
         self._val_seconds = time.time() - t0
         row = {"step": step, **m, "seconds": round(self._val_seconds, 1)}

@@ -138,3 +138,45 @@ def test_a_later_micro_batch_trims_the_heap_once_the_resident_size_grew(monkeypa
     # mb1 4.20 is the level; mb2 +0.10, mb3 +0.18, mb4 +0.21: trim; mb5 4.25 (its working set back) is the new
     # level; mb6 +0.15, mb7 +0.19, mb8 +0.25: trim
     assert calls == [True, False, False, False, True, False, False, False, True]
+
+
+def test_paged_out_moments_leave_the_resident_size_and_come_back_bit_for_bit(tmp_path):
+    """``paged_out``: inside, the moment blocks' pages are gone (they read as zeros, the resident size fell by
+    about their size); after, the moments are bitwise what they were and the next step equals one never paged."""
+    from scorebench.machine import rss_gb
+    from scorebench.training.memory import moment_blocks, paged_out
+    n = 16 * 2 ** 20  # 64 MB a moment
+    made = []
+    for _ in range(2):
+        p = torch.nn.Parameter(torch.linspace(-1, 1, n))
+        opt = torch.optim.AdamW([p], lr=1e-2)
+        p.grad = torch.cos(torch.arange(n, dtype=torch.float32))
+        flat_adam_state(opt)
+        opt.step()
+        made.append((p, opt))
+    (p, opt), (q, ref) = made
+    blocks = moment_blocks(opt)
+    assert len(blocks) == 2 and all(b.numel() == n for b in blocks)
+    before = [b.clone() for b in blocks]
+    rss0 = rss_gb()
+    with paged_out(opt):
+        inside = rss_gb()
+        assert all(int(b.count_nonzero()) <= 2 * 4096 for b in blocks)  # only the partial end pages keep bytes
+    assert rss0 - inside > 0.8 * 2 * n * 4 / 1e9
+    assert all(torch.equal(b, c) for b, c in zip(blocks, before))
+    for x, o in ((p, opt), (q, ref)):
+        x.grad = torch.sin(torch.arange(n, dtype=torch.float32))
+        o.step()
+    assert torch.equal(p, q)
+    assert all(torch.equal(a, b) for a, b in zip(moment_blocks(opt), moment_blocks(ref)))
+
+
+def test_paged_out_leaves_moments_outside_blocks_alone():
+    from scorebench.training.memory import moment_blocks, paged_out
+    p = torch.nn.Parameter(torch.ones(8))
+    opt = torch.optim.AdamW([p])
+    p.grad = torch.ones(8)
+    opt.step()  # moments made by AdamW itself, one tensor each
+    assert moment_blocks(opt) == [] and moment_blocks(None) == []
+    with paged_out(opt), paged_out(None):
+        assert torch.count_nonzero(opt.state[p]["exp_avg"]) == 8

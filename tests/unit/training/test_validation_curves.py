@@ -119,3 +119,47 @@ def test_choice_rule_on_hand_made_points(tmp_path):
     assert last_point(run)["step"] == 32 and last_point(run)["delta"] == 0.02
     with pytest.raises(ValueError):
         last_point(tmp_path)
+
+
+def test_validation_runs_with_the_moments_paged_out_and_trains_as_without(tiny_model_dir, tmp_path, monkeypatch):
+    """During a run's validation the optimizer's moment blocks are out of memory (their pages read as zeros), and
+    the run trains bit for bit as one that kept them resident (both runs' moments are overwritten with the same
+    non-zero values before each point: the tiny model's rewards are all 0, so its own moments stay 0)."""
+    import contextlib
+
+    import torch
+
+    from scorebench.training import memory, validation
+
+    def run(sub, page):
+        box, seen = {}, []
+        real_call, real_episodes = validation.Validator.__call__, validation.episodes
+
+        def call(self, step, trainer, force=False):
+            box["trainer"] = trainer
+            for i, blk in enumerate(memory.moment_blocks(trainer.optimizer)):  # the tiny run's are zeros: mark them
+                blk.copy_(torch.linspace(0.5, 1.0, blk.numel()) * (step + i + 1) * 1e-3)
+            return real_call(self, step, trainer, force)
+
+        def spy(*a, **k):
+            blocks = memory.moment_blocks(box["trainer"].optimizer)
+            seen.append([(b.numel(), int(b.count_nonzero())) for b in blocks])
+            return real_episodes(*a, **k)
+        with monkeypatch.context() as m:
+            m.setattr(validation.Validator, "__call__", call)
+            m.setattr(validation, "episodes", spy)
+            if not page:
+                m.setattr(validation, "paged_out", lambda opt: contextlib.nullcontext())
+            ctx, _ = _ctx(tmp_path / sub, tiny_model_dir, "final")
+            METHODS.get("score")().train(ctx)
+        return box["trainer"], seen
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, seen_a = run("a", True)
+    b, seen_b = run("b", False)
+    assert seen_a[0] == [] and len(seen_a) == 4  # step 0: no moments yet
+    assert all(len(s) == 2 and all(nz <= 2 * 4096 for _, nz in s) for s in seen_a[1:])
+    assert all(len(s) == 2 and all(nz > 2 * 4096 for _, nz in s) for s in seen_b[1:])
+    for (n, p), q in zip(a.model.named_parameters(), b.model.parameters()):
+        assert torch.equal(p, q), n
