@@ -83,6 +83,11 @@ def trim_heap() -> bool:
     return True
 
 
+def can_drop_pages() -> bool:
+    """Whether ``drop_pages`` works here (glibc's libc loaded)."""
+    return bool(_libc())
+
+
 def drop_pages(t) -> bool:
     """Hand the whole pages inside CPU tensor ``t``'s bytes back to the OS (``madvise(MADV_DONTNEED)``): until
     written again they read as zeros, and they no longer count in the resident size. The partial pages at either end

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import warnings
 
 import torch
 
-from ..device import drop_pages, trim_heap
+from ..device import can_drop_pages, drop_pages, trim_heap
 from ..machine import rss_gb
 
 
@@ -168,17 +169,27 @@ def paged_out(optimizer: torch.optim.Optimizer):
 
     Why: a training run's validation (fp32, greedy, 200 problems) holds the engine's fp32 weights and K/V caches
     while AdamW's moments (1.08 GB for the 135M model) sit unused, and that made it the run's resident peak
-    (4.99-5.07 GB on a 2-core Xeon, above every training step's: ``results/signal-arith.md`` §6). Writing and
+    (4.95-5.07 GB on a 2-core Xeon, above every training step's: ``results/signal-arith.md`` §6). Writing and
     reading them back costs a second or two against the validation's minutes. Does nothing where the moments are
-    not in CPU blocks or the pages cannot be dropped (no glibc)."""
-    blocks = [b for b in moment_blocks(optimizer) if b.device.type == "cpu"]
-    if not blocks:
+    not in CPU blocks or pages cannot be dropped (no glibc), and, with a warning, where the file cannot be written
+    (a full disk): the moments then stay resident, as before."""
+    blocks = [b for b in moment_blocks(optimizer) if b.device.type == "cpu"] if can_drop_pages() else []
+    f = None
+    if blocks:
+        try:
+            f = tempfile.TemporaryFile(prefix="scorebench-moments-")
+            for b in blocks:
+                f.write(_bytes(b))
+            f.flush()
+        except OSError as e:
+            warnings.warn(f"AdamW's moments stay in memory during validation: writing them out failed ({e})")
+            if f is not None:
+                f.close()
+            f = None
+    if f is None:
         yield
         return
-    with tempfile.TemporaryFile(prefix="scorebench-moments-") as f:
-        for b in blocks:
-            f.write(_bytes(b))
-        f.flush()
+    with f:
         try:
             for b in blocks:
                 drop_pages(b)

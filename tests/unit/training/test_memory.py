@@ -180,3 +180,23 @@ def test_paged_out_leaves_moments_outside_blocks_alone():
     assert moment_blocks(opt) == [] and moment_blocks(None) == []
     with paged_out(opt), paged_out(None):
         assert torch.count_nonzero(opt.state[p]["exp_avg"]) == 8
+
+
+def test_paged_out_keeps_the_moments_resident_when_the_file_cannot_be_written(monkeypatch):
+    """A full disk must not kill a run's validation: the moments stay in memory, untouched, with a warning."""
+    import tempfile
+
+    from scorebench.training import memory
+    p = torch.nn.Parameter(torch.ones(4096))
+    opt = torch.optim.AdamW([p])
+    p.grad = torch.ones(4096)
+    flat_adam_state(opt)
+    opt.step()
+    before = [b.clone() for b in memory.moment_blocks(opt)]
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    with pytest.warns(UserWarning, match="stay in memory"), memory.paged_out(opt):
+        assert all(torch.equal(b, c) for b, c in zip(memory.moment_blocks(opt), before))
+    assert all(torch.equal(b, c) for b, c in zip(memory.moment_blocks(opt), before))
