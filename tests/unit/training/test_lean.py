@@ -24,15 +24,18 @@ def tiny_llama(seed=0):
     return m
 
 
+def count_saved(t, saved: dict):
+    """A ``saved_tensors_hooks`` pack hook's body: the bytes kept for backward, each storage once (a tensor two ops
+    save is kept once; parameters are not counted)."""
+    if not isinstance(t, torch.nn.Parameter):
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return t
+
+
 def _run(model, ids, autocast):
     saved = {}
-
-    def pack(t):  # bytes kept for backward, each storage once (a tensor two ops save is kept once)
-        if not isinstance(t, torch.nn.Parameter):
-            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast), \
-            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            torch.autograd.graph.saved_tensors_hooks(lambda t: count_saved(t, saved), lambda t: t):
         logits = model(input_ids=ids).logits
     (logits.float().square().mean()).backward()
     return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, sum(saved.values())

@@ -9,6 +9,8 @@ import torch
 from scorebench.training import Sequence, TrainConfig, Trainer
 from scorebench.training.prompts import plan, trained_from
 
+from test_lean import count_saved
+
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,7 @@ def _step_grads(tok, tmp_path, share: bool, micro: int, lora: bool = False, esti
     total = 0.0
     for mb in tr.micro_batches(seqs, shared):
         kept = {}  # per micro-batch: a storage freed by one micro-batch may come back at the same address
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: _count(t, kept), lambda t: t):
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: count_saved(t, kept), lambda t: t):
             loss, _ = tr.loss(mb, denom=len(seqs), shared=shared)
         if saved is not None:
             saved.append(sum(kept.values()))
@@ -86,13 +88,6 @@ def _step_grads(tok, tmp_path, share: bool, micro: int, lora: bool = False, esti
     hook.remove()
     grads = {n: p.grad.clone() for n, p in tr.model.named_parameters() if p.requires_grad}
     return total, grads, sum(tokens)
-
-
-def _count(t, kept: dict):
-    """Bytes kept for backward, each storage once."""
-    if not isinstance(t, torch.nn.Parameter):
-        kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-    return t
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
