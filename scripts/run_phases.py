@@ -1,7 +1,7 @@
-"""A real ``scorebench run`` traced by phase: validation points, each step's rollouts, shared-prompt forward and
-micro-batches, the test evaluation — per phase the highest resident size and glibc's ``mallinfo2`` (``arena``,
-``used``, ``mapped``; see ``heap_phases.py``), read every 5 ms. The run itself is unchanged (the tracer only
-labels phases), so its run directory is a run like any other.
+"""A real ``scorebench run`` traced by phase: validation points, each step's rollouts, shared-prompt forward,
+micro-batches, the prompts' backward and the optimizer step, the test evaluation — per phase the highest resident
+size and glibc's ``mallinfo2`` (``arena``, ``used``, ``mapped``; see ``heap_phases.py``), read every 5 ms. The run
+itself is unchanged (the tracer only labels phases), so its run directory is a run like any other.
 
     OMP_NUM_THREADS=1 python scripts/run_phases.py phases.json run --method score --task arith --preset cpu-learn \\
         --method-arg stage1_steps=1 --method-arg stage2_steps=2 --method-arg val_every=3 --limit 50 --out RUN
@@ -50,6 +50,10 @@ def main():
         return f"step {now['step']} mb {now['mb'] - 1:02d} fwd+bwd"
     _labelled(phase, Trainer, "loss", mb_label)
     _labelled(phase, Trainer, "shared_prompts", lambda *a: f"step {now['step']} prompts forward")
+    from scorebench.training import trainer as trainer_mod
+    from scorebench.training.prompts import SharedPrompts
+    _labelled(phase, SharedPrompts, "backward", lambda *a: f"step {now['step']} prompts backward")
+    _labelled(phase, trainer_mod, "before_optimizer_step", lambda *a: f"step {now['step']} optimizer")
     _labelled(phase, rl, "run_protocol", lambda *a: f"rollouts for step {now['step'] + 1}")
     _labelled(phase, Validator, "__call__", lambda self, step, *a: f"validation at {step}")
     _labelled(phase, runner, "engine_for", lambda cfg, model: "test (load + episodes)" if model else "load")
