@@ -13,6 +13,7 @@ import time
 import torch
 
 from scorebench.machine import cpu_model, rss_gb
+from scorebench.training.config import cpu_has_amx
 from scorebench.training.memory import flat_adam_state, paged_out
 
 
@@ -37,7 +38,7 @@ def main():
                        "rss_before_gb": r0, "rss_inside_gb": r1})
         print(rounds[-1])
     res = {"params": a.params, "moment_gb": 2 * a.params * 4 / 1e9, "rounds": rounds,
-           "cpu": cpu_model(), "amx": "amx_tile" in open("/proc/cpuinfo").read(), "threads": torch.get_num_threads()}
+           "cpu": cpu_model(), "amx": cpu_has_amx(), "threads": torch.get_num_threads()}
     if a.out:
         with open(a.out, "w") as f:
             json.dump(res, f, indent=1)
