@@ -11,11 +11,18 @@ then the same comparison split into its parts, all on this CPU:
   samples one token at a time sees prefixes, a trainer sees whole sequences;
 - the engine vs HF's model on the *same* input (its prefill vs HF's forward), bf16 both.
 
+``--fp32-matmul bf16`` asks the same of a middle precision: fp32 tensors everywhere (trainer and sampler both in
+"float32"), but every oneDNN matmul rounds its inputs to bf16 and accumulates in fp32
+(``torch.backends.mkldnn.matmul.fp32_precision = "bf16"``; AMX-fast, outputs not rounded). Its "fp32" rows are
+then the exact fp32 trainer (the flag back at "ieee").
+
     OMP_NUM_THREADS=1 python scripts/bf16_logprob_floor.py --out results/signal-arith/bf16-floor.json
+    OMP_NUM_THREADS=1 python scripts/bf16_logprob_floor.py --fp32-matmul bf16 --out results/signal-arith/bf32-floor.json
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 from pathlib import Path
@@ -35,7 +42,16 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=6)
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--fp32-matmul", choices=["bf16"], help="fp32 tensors, oneDNN matmuls on bf16-rounded inputs")
     a = ap.parse_args()
+    mid = a.fp32_matmul is not None
+    mm = torch.backends.mkldnn.matmul
+
+    def exact():  # the flag back at full fp32 for the exact rows
+        return contextlib.nullcontext() if not mid else _flag(mm, "ieee")
+
+    if mid:
+        mm.fp32_precision = a.fp32_matmul
 
     from scorebench import models
     from scorebench.bench.train import sample_episodes
@@ -48,10 +64,11 @@ def main() -> None:
 
     tconfig.cpu_bf16_fast = lambda: True  # the trainer's `auto` picks bf16 autocast whatever this CPU is
     model, tok = models.load(None)
-    trainer = Trainer(model, tok, TrainConfig(batch_size=8, dtype="auto"), tempfile.mkdtemp(), ref_model=False,
-                      temperature=0.7)
+    low = torch.float32 if mid else torch.bfloat16
+    trainer = Trainer(model, tok, TrainConfig(batch_size=8, dtype="float32" if mid else "auto"), tempfile.mkdtemp(),
+                      ref_model=False, temperature=0.7)
     engine = HFEngine(model=model, tokenizer=tok, batch_size=32)
-    engine.use_compute_dtype("bfloat16")  # what rl.rollout_dtype gives under a bf16 trainer
+    engine.use_compute_dtype(str(low).removeprefix("torch."))  # what rl.rollout_dtype gives under the trainer
     eps = sample_episodes(model, tok, problems=a.problems, samples=a.samples, engine=engine)
     seqs = [s for e in eps for s in episode_to_sequences(tok, e, [1.0, 1.0])]
     sampled = [t.logprobs for s in seqs for e in eps if e.id == s.group for t in e.turns
@@ -66,16 +83,17 @@ def main() -> None:
     alone = tails([trainer.token_logprobs([s])[0] for s in seqs])
     fp32 = Trainer(model, tok, TrainConfig(batch_size=8, dtype="float32"), tempfile.mkdtemp(), ref_model=False,
                    temperature=0.7)
-    f32 = tails(fp32.token_logprobs(seqs))
+    with exact():
+        f32 = tails(fp32.token_logprobs(seqs))
 
     # HF's forward (bf16 autocast, fp32 output layer as the trainer) on prefixes vs whole sequences, and the
     # engine's prefill on the same prefixes: the first 30 response positions of 4 sequences
-    runner = FastLlama(model, torch.bfloat16, pack=engine._runner.packed)
+    runner = FastLlama(model, low, pack=engine._runner.packed)
     runner.refresh()
     model.eval()
 
     def hf_logprobs(ids):
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=not mid):
             h = model.model(torch.tensor([ids])).last_hidden_state[0]
         with torch.no_grad():
             return F.log_softmax(F.linear(h.float(), model.lm_head.weight.float()) / 0.7, -1)
@@ -100,12 +118,23 @@ def main() -> None:
         "hf_bf16_prefix_vs_whole_sequence": gap(prefix, whole),
         "engine_vs_hf_same_prefix_bf16": gap(eng, prefix),
         "machine": describe(), "git_commit": git_commit(),
-        "command": "OMP_NUM_THREADS=1 python scripts/bf16_logprob_floor.py" + (f" --out {a.out}" if a.out else ""),
+        "fp32_matmul_precision": a.fp32_matmul or "ieee",
+        "command": "OMP_NUM_THREADS=1 python scripts/bf16_logprob_floor.py"
+                   + (f" --fp32-matmul {a.fp32_matmul}" if mid else "") + (f" --out {a.out}" if a.out else ""),
     }
     print(json.dumps(out, indent=1))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(out, indent=1) + "\n")
+
+
+@contextlib.contextmanager
+def _flag(mm, value: str):
+    old, mm.fp32_precision = mm.fp32_precision, value
+    try:
+        yield
+    finally:
+        mm.fp32_precision = old
 
 
 if __name__ == "__main__":
