@@ -47,9 +47,6 @@ def main() -> None:
     mid = a.fp32_matmul is not None
     mm = torch.backends.mkldnn.matmul
 
-    def exact():  # the flag back at full fp32 for the exact rows
-        return contextlib.nullcontext() if not mid else _flag(mm, "ieee")
-
     if mid:
         mm.fp32_precision = a.fp32_matmul
 
@@ -83,7 +80,7 @@ def main() -> None:
     alone = tails([trainer.token_logprobs([s])[0] for s in seqs])
     fp32 = Trainer(model, tok, TrainConfig(batch_size=8, dtype="float32"), tempfile.mkdtemp(), ref_model=False,
                    temperature=0.7)
-    with exact():
+    with _flag(mm, "ieee"):  # the exact rows at full fp32 whatever the flag is
         f32 = tails(fp32.token_logprobs(seqs))
 
     # HF's forward (bf16 autocast, fp32 output layer as the trainer) on prefixes vs whole sequences, and the
