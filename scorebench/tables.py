@@ -111,9 +111,20 @@ def seed_mean_table(runs: list[str | Path], ci: bool = True) -> str:
             continue
         m = seed_metrics(group)
         seeds = ",".join(str(RunDir(r).config().get("config", {}).get("seed", 0)) for r in group)
-        rows.append((f"{method} (seeds {seeds})", task, m))
+        variant = _variant(group, [g for g, lab in zip(groups, labels) if lab == (method, task) and g is not group])
+        rows.append((f"{method}{variant} (seeds {seeds})", task, m))
         n_cells.append(f"{m['n_seeds']} × {m['n']}")
     return table(rows, ci=ci, n_cells=n_cells)
+
+
+def _variant(group: list, others: list[list]) -> str:
+    """What tells a seed group apart from the other groups of its (method, task): the method arguments whose
+    values differ (" dtype=float32"), so two configurations' seed means are not labelled alike; "" when alone."""
+    def args(g):
+        return RunDir(g[0]).config().get("config", {}).get("method_args") or {}
+    mine = args(group)
+    keys = sorted({k for o in others for k in set(args(o)) | set(mine) if args(o).get(k) != mine.get(k)})
+    return "".join(f" {k}={mine.get(k, '-')}" for k in keys)
 
 
 def table_from_runs(runs: list[str | Path], ci: bool = True, diagnostics: bool = False) -> str:

@@ -103,3 +103,19 @@ def test_table_seed_mean_folds_seeds_of_one_configuration(tmp_path, capsys):
     assert [c.split(" [")[0] for c in seeds[3:8]] == ["37.5", "62.5", "25.0", "37.5", "12.5"]
     assert rows["s2"][2] == "2 of 2 (incomplete)"
     assert main(["table", "--seed-mean", "--diagnostics", *runs]) != 0
+
+
+def test_table_seed_mean_labels_configurations_apart(tmp_path, capsys):
+    """Two seed groups of one method that differ in a method argument (here the training dtype) get rows named by
+    that argument, not the same "score (seeds 0,1)" twice."""
+    def run(name, seed, dtype, rewards):
+        d = make_run(tmp_path / name, "score", "arith", rewards)
+        rec = json.loads((d / "config.json").read_text())
+        rec["config"].update(seed=seed, method_args={"dtype": dtype, "val_every": 16})
+        (d / "config.json").write_text(json.dumps(rec))
+        return str(d)
+    runs = [run("a0", 0, "float32", [[0, 1], [1, 1]]), run("a1", 1, "float32", [[0, 1], [0, 0]]),
+            run("b0", 0, "bfloat16", [[1, 1], [0, 0]]), run("b1", 1, "bfloat16", [[1, 0], [0, 0]])]
+    assert main(["table", "--seed-mean", "--no-ci", *runs]) == 0
+    rows = [ln.split("|")[1].strip() for ln in capsys.readouterr().out.splitlines()[2:]]
+    assert rows == ["score dtype=float32 (seeds 0,1)", "score dtype=bfloat16 (seeds 0,1)"]
