@@ -100,30 +100,29 @@ def seed_mean_table(runs: list[str | Path], ci: bool = True) -> str:
     ``metrics.seed_mean``'s CI (seeds and problems resampled), n as "seeds × problems", labelled by the method and
     its seeds. A run alone in its group keeps its own row (labelled as ``table_from_runs`` does)."""
     groups = seed_groups(runs)
-    labels = [results.row_label(RunDir(g[0]).config()) for g in groups]
+    configs = [RunDir(g[0]).config() for g in groups]
+    labels = [results.row_label(c) for c in configs]
+    margs = [c.get("config", {}).get("method_args") or {} for c in configs]
     rows, n_cells = [], []
-    for group, (method, task) in zip(groups, labels):
+    for gi, (group, (method, task)) in enumerate(zip(groups, labels)):
         if len(group) == 1:
-            m = recompute(group[0])
-            rec = RunDir(group[0]).config()
+            m, rec = recompute(group[0]), configs[gi]
             rows.append((Path(group[0]).name if labels.count((method, task)) > 1 else method, task, m))
             n_cells.append(n_cell(m.get("n", 0), rec.get("n_problems"), "total_seconds" in rec))
             continue
         m = seed_metrics(group)
         seeds = ",".join(str(RunDir(r).config().get("config", {}).get("seed", 0)) for r in group)
-        variant = _variant(group, [g for g, lab in zip(groups, labels) if lab == (method, task) and g is not group])
+        variant = _variant(margs[gi], [a for j, a in enumerate(margs) if labels[j] == (method, task) and j != gi])
         rows.append((f"{method}{variant} (seeds {seeds})", task, m))
         n_cells.append(f"{m['n_seeds']} × {m['n']}")
     return table(rows, ci=ci, n_cells=n_cells)
 
 
-def _variant(group: list, others: list[list]) -> str:
-    """What tells a seed group apart from the other groups of its (method, task): the method arguments whose
-    values differ (" dtype=float32"), so two configurations' seed means are not labelled alike; "" when alone."""
-    def args(g):
-        return RunDir(g[0]).config().get("config", {}).get("method_args") or {}
-    mine = args(group)
-    keys = sorted({k for o in others for k in set(args(o)) | set(mine) if args(o).get(k) != mine.get(k)})
+def _variant(mine: dict, others: list[dict]) -> str:
+    """What tells a seed group apart from the other groups of its (method, task): the method arguments (``mine``
+    against each of ``others``) whose values differ (" dtype=float32"), so two configurations' seed means are not
+    labelled alike; "" when alone."""
+    keys = sorted({k for o in others for k in set(o) | set(mine) if o.get(k) != mine.get(k)})
     return "".join(f" {k}={mine.get(k, '-')}" for k in keys)
 
 
