@@ -44,21 +44,23 @@ def fmt(m: dict, key: str, ci: bool = True) -> str:
 
 
 def table(rows: list[tuple[str, str, dict]], ci: bool = True, diagnostics: bool = False,
-          n_cells: list[str] | None = None) -> str:
+          n_cells: list[str] | None = None, text_cols: list[tuple[str, str]] = ()) -> str:
     """``rows`` = (method, task, metrics). Percentages with 95% CIs in brackets; ``n_cells`` replaces the n
-    column's text (to mark incomplete runs)."""
+    column's text (to mark incomplete runs); ``text_cols`` (key, header) are last, their values printed as they
+    are ("–" where a row has none)."""
     turns = max((m.get("turns", 2) for _, _, m in rows), default=2)
     cols = (COLUMNS if turns >= 2 else COLUMNS[:1]) + later_columns(turns)
     if diagnostics:
         cols = cols + (DIAGNOSTICS if turns >= 2 else [DIAGNOSTICS[0], DIAGNOSTICS[2]])
         cols += [c for k in range(3, turns + 1) for c in ((f"truncated_t{k}", f"cut t{k}"),
                                                             (f"tokens_t{k}", f"tokens t{k}"))]
-    head = "| method | task | n | " + " | ".join(h for _, h in cols) + " |"
-    sep = "|" + "---|" * (3 + len(cols))
+    head = "| method | task | n | " + " | ".join(h for _, h in [*cols, *text_cols]) + " |"
+    sep = "|" + "---|" * (3 + len(cols) + len(text_cols))
     lines = [head, sep]
     for i, (method, task, m) in enumerate(rows):
         n = n_cells[i] if n_cells else m.get("n", 0)
-        lines.append(f"| {method} | {task} | {n} | " + " | ".join(fmt(m, k, ci) for k, _ in cols) + " |")
+        cells = [fmt(m, k, ci) for k, _ in cols] + [str(m.get(k, "–")) for k, _ in text_cols]
+        lines.append(f"| {method} | {task} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -89,16 +91,29 @@ def seed_metrics(runs: list[str | Path], per_run: list[dict] | None = None) -> d
     and Δ uncut as the seeds' plain mean, without a CI (their uncut pairs differ). ``per_run``: each run's
     ``recompute`` when the caller has it already."""
     m = M.seed_mean([RunDir(r).episodes() for r in runs])
-    uncut = [x.get("delta_uncut") for x in (per_run or [recompute(r) for r in runs])]
+    per_run = per_run or [recompute(r) for r in runs]
+    uncut = [x.get("delta_uncut") for x in per_run]
     if None not in uncut:
         m["delta_uncut"] = sum(uncut) / len(uncut)
+    m["runs_delta"] = runs_delta_cell(per_run)
     return m
+
+
+def runs_delta_cell(per_run: list[dict]) -> str:
+    """How many of a seed group's runs have a Δ whose own 95% CI lies above 0 / below 0, of how many
+    ("4↑ 0↓ of 16"). A seed mean hides what the cpu-scale studies found: SCoRe's self-correction appears in some
+    runs of one configuration and not in others (results/study-arith.md), so the count is shown beside the mean."""
+    cis = [x.get("ci95", {}).get("delta") for x in per_run]
+    up = sum(1 for c in cis if c and c[0] > 0)
+    down = sum(1 for c in cis if c and c[1] < 0)
+    return f"{up}↑ {down}↓ of {len(per_run)}"
 
 
 def seed_mean_table(runs: list[str | Path], ci: bool = True) -> str:
     """``table_from_runs`` with each group of ``seed_groups`` of two or more runs as one row: the seeds' mean with
     ``metrics.seed_mean``'s CI (seeds and problems resampled), n as "seeds × problems", labelled by the method and
-    its seeds. A run alone in its group keeps its own row (labelled as ``table_from_runs`` does)."""
+    its seeds, and a last column counting the runs whose own Δ is above / below 0 (``runs_delta_cell``). A run alone
+    in its group keeps its own row (labelled as ``table_from_runs`` does)."""
     groups = seed_groups(runs)
     configs = [RunDir(g[0]).config() for g in groups]
     labels = [results.row_label(c) for c in configs]
@@ -107,6 +122,7 @@ def seed_mean_table(runs: list[str | Path], ci: bool = True) -> str:
     for gi, (group, (method, task)) in enumerate(zip(groups, labels)):
         if len(group) == 1:
             m, rec = recompute(group[0]), configs[gi]
+            m["runs_delta"] = runs_delta_cell([m])
             rows.append((Path(group[0]).name if labels.count((method, task)) > 1 else method, task, m))
             n_cells.append(n_cell(m.get("n", 0), rec.get("n_problems"), "total_seconds" in rec))
             continue
@@ -115,7 +131,7 @@ def seed_mean_table(runs: list[str | Path], ci: bool = True) -> str:
         variant = _variant(margs[gi], [a for j, a in enumerate(margs) if labels[j] == (method, task) and j != gi])
         rows.append((f"{method}{variant} (seeds {seeds})", task, m))
         n_cells.append(f"{m['n_seeds']} × {m['n']}")
-    return table(rows, ci=ci, n_cells=n_cells)
+    return table(rows, ci=ci, n_cells=n_cells, text_cols=[("runs_delta", "runs: Δ CI > 0 ↑, < 0 ↓")])
 
 
 def _variant(mine: dict, others: list[dict]) -> str:

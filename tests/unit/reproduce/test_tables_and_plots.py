@@ -119,3 +119,23 @@ def test_table_seed_mean_labels_configurations_apart(tmp_path, capsys):
     assert main(["table", "--seed-mean", "--no-ci", *runs]) == 0
     rows = [ln.split("|")[1].strip() for ln in capsys.readouterr().out.splitlines()[2:]]
     assert rows == ["score dtype=float32 (seeds 0,1)", "score dtype=bfloat16 (seeds 0,1)"]
+
+
+def test_table_seed_mean_counts_runs_whose_own_delta_clears_zero(tmp_path, capsys):
+    """A seed mean hides whether every run self-corrects a little or a few a lot: the last column counts the runs
+    whose own Δ CI is above 0 (all fixes), below 0 (all breaks), neither (no change; a CI touching 0)."""
+    from scorebench.tables import runs_delta_cell
+
+    def run(name, seed, rewards):
+        d = make_run(tmp_path / name, "score", "arith", rewards)
+        rec = json.loads((d / "config.json").read_text())
+        rec["config"]["seed"] = seed
+        (d / "config.json").write_text(json.dumps(rec))
+        return str(d)
+    runs = [run("up", 0, [[0, 1]] * 20), run("flat", 1, [[1, 1]] * 20), run("down", 2, [[1, 0]] * 20),
+            run("up2", 3, [[0, 1]] * 20)]
+    assert main(["table", "--seed-mean", *runs]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split("|")[-2].strip() == "runs: Δ CI > 0 ↑, < 0 ↓"
+    assert lines[2].split("|")[-2].strip() == "2↑ 1↓ of 4"
+    assert runs_delta_cell([{"ci95": {"delta": [0.0, 0.02]}}, {"ci95": {"delta": [-0.01, 0.0]}}, {}]) == "0↑ 0↓ of 3"
