@@ -3,12 +3,15 @@ that was evaluated on test (``config.json``'s ``test_policy_step``; 200 held-out
 test metric (``results.recompute`` of its episodes), and over the runs Pearson's r with a Fisher-z 95% interval
 and Spearman's rho.
 
-    python scripts/val_vs_test.py RUN... [--metric delta] [--plot out.png]
+    python scripts/val_vs_test.py RUN... [--metric delta] [--plot out.png] [--best-of K]
 
 Why: the study found that SCoRe's self-correction appears in some runs of one configuration and not in others
 (results/study-arith.md). A researcher choosing runs or steps on validation (never on test) needs to know that
-validation tells the two kinds apart; this measures how well, from the run directories alone.
+validation tells the two kinds apart; this measures how well, from the run directories alone. ``--best-of K``
+adds what that buys: over every K of the runs, the test metric of the one with the best validation metric (ties:
+their mean), averaged, beside the plain mean (a run picked at random).
 Runs without a validation point at that step, or unfinished, are listed under ``skipped`` with the reason."""
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -53,17 +56,24 @@ def correlation(val: np.ndarray, test: np.ndarray) -> dict:
             "spearman_rho": float(stats.spearmanr(val, test).statistic)}
 
 
+def best_of(val: np.ndarray, test: np.ndarray, k: int) -> float:
+    """Mean over all k-subsets of the runs of the test value of the subset's best-validation run (tied best: the
+    mean of their test values) — what training k seeds and keeping the one validation prefers gives on average."""
+    picks = []
+    for idx in itertools.combinations(range(len(val)), k):
+        v = val[list(idx)]
+        picks.append(float(test[list(idx)][v == v.max()].mean()))
+    return float(np.mean(picks))
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    metric, plot = "delta", None
-    for flag in ("--metric", "--plot"):
+    opts = {"--metric": "delta", "--plot": None, "--best-of": None}
+    for flag in opts:
         if flag in argv:
             i = argv.index(flag)
-            if flag == "--metric":
-                metric = argv[i + 1]
-            else:
-                plot = argv[i + 1]
-            argv = argv[:i] + argv[i + 2:]
+            opts[flag], argv = argv[i + 1], argv[:i] + argv[i + 2:]
+    metric, plot = opts["--metric"], opts["--plot"]
     rows, skipped = [], {}
     for run in argv:
         row, why = pair(run, metric)
@@ -77,6 +87,9 @@ def main(argv=None) -> int:
         return 2
     val, test = np.array([r["val"] for r in rows]), np.array([r["test"] for r in rows])
     out = {"metric": metric, **correlation(val, test), "runs": rows, "skipped": skipped}
+    if opts["--best-of"]:
+        k = int(opts["--best-of"])
+        out["best_of"] = {"k": k, "test_of_best_validation": best_of(val, test, k), "test_mean": float(test.mean())}
     if plot:
         import matplotlib
         matplotlib.use("Agg")

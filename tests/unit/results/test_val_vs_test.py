@@ -58,3 +58,11 @@ def test_too_few_runs_is_an_error_not_a_number(vt, tmp_path, capsys):
     runs = [run(tmp_path / n, 1, [(32, 0.1)]) for n in "abc"]
     assert vt.main(runs) == 2
     assert "at least 4" in capsys.readouterr().err
+
+
+def test_best_of_k_keeps_the_run_validation_prefers(vt):
+    val, test = np.array([1.0, 3.0, 2.0, 3.0]), np.array([0.0, 10.0, 4.0, 6.0])
+    # pairs: {0,1}→10 {0,2}→4 {0,3}→6 {1,2}→10 {1,3}→ tie (10+6)/2=8 {2,3}→6: mean 44/6
+    assert vt.best_of(val, test, 2) == pytest.approx(44 / 6)
+    assert vt.best_of(val, test, 1) == pytest.approx(test.mean())
+    assert vt.best_of(val, test, 4) == pytest.approx(8.0)
