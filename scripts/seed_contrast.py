@@ -1,6 +1,7 @@
 """Two groups of runs that differ in one setting, compared over their training seeds.
 
     python scripts/seed_contrast.py RUN_A1 RUN_A2 ... -- RUN_B1 RUN_B2 ... [--metric delta]
+    python scripts/seed_contrast.py RUN_1 RUN_2 ...                          (one group: its mean and t interval)
 
 Why this beside ``scorebench table --seed-mean``: that table's CI (``metrics.seed_mean``) resamples seeds and
 problems, which with three seeds has only ten distinct seed multisets. A comparison of two settings written down
@@ -37,10 +38,11 @@ def main(argv=None) -> int:
     if "--metric" in argv:
         i = argv.index("--metric")
         metric, argv = argv[i + 1], argv[:i] + argv[i + 2:]
-    if "--" not in argv:
-        sys.exit("usage: seed_contrast.py RUN_A... -- RUN_B... [--metric delta]")
-    cut = argv.index("--")
-    groups = [argv[:cut], argv[cut + 1:]]
+    if "--" in argv:
+        cut = argv.index("--")
+        groups = [argv[:cut], argv[cut + 1:]]
+    else:
+        groups = [argv]
     if min(len(g) for g in groups) < 2:
         sys.exit("seed_contrast: each group needs two or more runs")
     out = {"metric": metric, "groups": []}
@@ -50,9 +52,10 @@ def main(argv=None) -> int:
         values.append(x)
         out["groups"].append({"runs": [Path(r).name for r in g], "per_seed": x.round(2).tolist(),
                               "mean": round(float(x.mean()), 2), "t_ci95": [round(v, 2) for v in t_interval(x)]})
-    w = welch(*values)
-    out["a_minus_b"] = {"difference": round(w["difference"], 2), "welch_ci95": [round(v, 2) for v in w["ci95"]],
-                        "df": round(w["df"], 2)}
+    if len(values) == 2:
+        w = welch(*values)
+        out["a_minus_b"] = {"difference": round(w["difference"], 2), "welch_ci95": [round(v, 2) for v in w["ci95"]],
+                            "df": round(w["df"], 2)}
     everything = np.concatenate(values)
     out["all"] = {"n": len(everything), "mean": round(float(everything.mean()), 2),
                   "t_ci95": [round(v, 2) for v in t_interval(everything)]}
