@@ -1,20 +1,13 @@
 """``scripts/seed_contrast.py``: the textbook intervals the nineteenth session's reading was written in, against
 hand-computed values (t quantiles from a printed table: t(0.975, 2) = 4.3027, t(0.975, 4) = 2.7764)."""
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "seed_contrast.py"
-
 
 @pytest.fixture(scope="module")
-def sc():
-    spec = importlib.util.spec_from_file_location("seed_contrast", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def sc(load_script):
+    return load_script("seed_contrast")
 
 
 def test_t_interval_of_three_seeds(sc):

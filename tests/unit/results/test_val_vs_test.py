@@ -1,21 +1,15 @@
 """``scripts/val_vs_test.py``: each run's validation Δ at the step tested, against its test Δ, from hand-made run
 directories with hand-counted Δ; Pearson's r and its Fisher-z interval against values computed by hand."""
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "val_vs_test.py"
-
 
 @pytest.fixture(scope="module")
-def vt():
-    spec = importlib.util.spec_from_file_location("val_vs_test", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def vt(load_script):
+    return load_script("val_vs_test")
 
 
 def run(d: Path, fixes: int, val: list[tuple[int, float]], step=32, finished=True) -> str:
