@@ -20,6 +20,7 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scorebench.plots import read_log  # noqa: E402
 from scorebench.results import recompute  # noqa: E402
 from scorebench.rundir import RunDir  # noqa: E402
 
@@ -30,14 +31,9 @@ def pair(run: str, metric: str) -> tuple[dict | None, str]:
     if "total_seconds" not in rec:
         return None, "unfinished"
     step = rec.get("test_policy_step")
-    log = Path(run) / "train" / "val_log.jsonl"
-    if step is None or not log.exists():
+    points = {p["step"]: p for p in read_log(Path(run), "val_log.jsonl")}  # a resumed step: its last line
+    if step is None or not points:
         return None, "no validation log or test_policy_step"
-    points = {}
-    for line in log.read_text().splitlines():
-        if line.strip():
-            p = json.loads(line)
-            points[p["step"]] = p  # a resumed step: the last line stands, as in the curves
     if step not in points:
         return None, f"no validation point at step {step}"
     test = recompute(run)
